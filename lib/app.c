@@ -76,7 +76,7 @@ static int ready(void *p)
 }
 
 /* Applies migrations, waiting up to |wait_ms| for the database to come up. */
-static int migrate(const app *a, int wait_ms)
+static int migrate(const app *a, uint32_t wait_ms)
 {
     char err[512];
     int64_t deadline = fsr_now_us() + (int64_t)wait_ms * 1000;
@@ -124,9 +124,10 @@ int fsr_app_main(const fsr_app_config *cfg, int argc, char **argv)
         }
     }
 
-    char *port_file = NULL, *log_level = NULL, *log_dir = NULL;
-    int port = 0, threads = 0, pool_size = 0, db_wait_ms = 0, grace_ms = 0;
-    long long max_msg = 0;
+    const char *port_file = NULL, *log_level = NULL, *log_dir = NULL;
+    int port = 0, threads = 0, pool_size = 0;
+    uint32_t db_wait_ms = 0, grace_ms = 0; /* FSR_CONFIG_DURATION_MS stores uint32_t */
+    size_t max_msg = 0;                    /* FSR_CONFIG_SIZE stores size_t */
     char def_port[16];
     snprintf(def_port, sizeof(def_port), "%d", cfg->default_port);
     fsr_config_entry table[] = {
@@ -184,8 +185,8 @@ int fsr_app_main(const fsr_app_config *cfg, int argc, char **argv)
         .port = port,
         .port_file = port_file,
         .threads = threads,
-        .max_message_size = (size_t)max_msg,
-        .grace_ms = (uint32_t)grace_ms,
+        .max_message_size = max_msg,
+        .grace_ms = grace_ms,
         .thread_init = thread_init,
         .thread_dispose = thread_dispose,
         .thread_arg = a,
