@@ -437,7 +437,7 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     bool force = fsr_now_us() >= w->drain_deadline;
-    int left = fsr__conn_drain_all(w, force) + fsr__h1_drain_all(w, force);
+    int left = fsr__conn_drain_all(w, force) + fsr__h1_drain_all(w, force) + w->running;
     if (left == 0 || force) {
         if (force && left > 0)
             FSR_WARN("grace period over: closing %d busy connections", left);

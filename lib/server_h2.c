@@ -455,6 +455,8 @@ static void finish(fsr_call *call, fsr_code code, const char *message)
     if (call->handler_done)
         return; /* finishing twice is a handler bug: ignore rather than corrupt */
     call->handler_done = 1;
+    if (call->dispatched)
+        call->w->running--;
     if (!call->status_sent) {
         call->code = code;
         call->message = message != NULL ? fsr_arena_strdup(&call->arena, message) : NULL;
@@ -711,6 +713,7 @@ static void dispatch(fsr_call *call)
         return;
     }
     call->dispatched = 1;
+    call->w->running++;
     fsr_log_set_request_id(call->request_id);
     m->row->handler(call, req);
     fsr_log_set_request_id(NULL);

@@ -59,6 +59,7 @@ struct srv_worker {
     struct h1_conn *h1_conns; /* HTTP/1.1 connections */
     void *ctx;
     srv_conn *conns; /* intrusive list of h2 and detecting connections */
+    int running;     /* dispatched handlers not yet finished (even if their client left) */
     bool draining;
     struct event *drain_timer;
     int64_t drain_deadline;
