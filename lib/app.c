@@ -126,8 +126,8 @@ int fsr_app_main(const fsr_app_config *cfg, int argc, char **argv)
 
     const char *port_file = NULL, *log_level = NULL, *log_dir = NULL;
     int port = 0, threads = 0, pool_size = 0;
-    uint32_t db_wait_ms = 0, grace_ms = 0; /* FSR_CONFIG_DURATION_MS stores uint32_t */
-    size_t max_msg = 0;                    /* FSR_CONFIG_SIZE stores size_t */
+    uint32_t db_wait_ms = 0, grace_ms = 0, header_ms = 0; /* DURATION_MS stores uint32_t */
+    size_t max_msg = 0;                                   /* FSR_CONFIG_SIZE stores size_t */
     char def_port[16];
     snprintf(def_port, sizeof(def_port), "%d", cfg->default_port);
     fsr_config_entry table[] = {
@@ -139,6 +139,8 @@ int fsr_app_main(const fsr_app_config *cfg, int argc, char **argv)
         { "pg_pool_size", "PG_POOL_SIZE", FSR_CONFIG_INT, "4", 0, &pool_size, 1, 64 },
         { "db_wait", "DB_WAIT_MS", FSR_CONFIG_DURATION_MS, "30000", 0, &db_wait_ms, 0, 600000 },
         { "grace", "SHUTDOWN_GRACE_MS", FSR_CONFIG_DURATION_MS, "10000", 0, &grace_ms, 1, 600000 },
+        { "header_timeout", "HEADER_TIMEOUT_MS", FSR_CONFIG_DURATION_MS, "10000", 0, &header_ms,
+          100, 600000 },
         { "max_message_size", "MAX_MESSAGE_SIZE", FSR_CONFIG_SIZE, "4M", 0, &max_msg, 1024,
           64LL << 20 },
     };
@@ -187,6 +189,7 @@ int fsr_app_main(const fsr_app_config *cfg, int argc, char **argv)
         .threads = threads,
         .max_message_size = max_msg,
         .grace_ms = grace_ms,
+        .header_timeout_ms = header_ms,
         .thread_init = thread_init,
         .thread_dispose = thread_dispose,
         .thread_arg = a,

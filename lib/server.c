@@ -63,6 +63,7 @@ static void metrics_init(void)
 {
     static const char *const labels3[] = { "service", "method", "code" };
     static const char *const labels2[] = { "service", "method" };
+    fsr_metrics_register_process();
     m_handled = fsr_metric_counter("rpc_server_handled_total",
                                    "RPCs completed on the server, by status code.", labels3, 3);
     m_started =
@@ -315,6 +316,8 @@ int fsr_server_new(const fsr_server_config *cfg, fsr_server **out)
         srv->cfg.max_streams = 256;
     if (srv->cfg.grace_ms == 0)
         srv->cfg.grace_ms = 10000;
+    if (srv->cfg.header_timeout_ms == 0)
+        srv->cfg.header_timeout_ms = 10000;
     if (srv->cfg.idle_timeout_ms == 0)
         srv->cfg.idle_timeout_ms = 120000;
     if (srv->cfg.threads == 0) {
@@ -463,7 +466,7 @@ static void begin_drain(void *arg)
     w->listen_fd = -1;
     w->drain_deadline = fsr_now_us() + (int64_t)w->srv->cfg.grace_ms * 1000;
     w->drain_timer = evtimer_new(fsr_loop_base(w->loop), on_drain_tick, w);
-    fsr__conn_drain_all(w, false); /* GOAWAY now */
+    fsr__conn_drain_all(w, false); /* shutdown notice now */
     fsr__h1_drain_all(w, false);   /* close idle keep-alive connections */
     on_drain_tick(-1, 0, w);
 }

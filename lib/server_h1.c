@@ -6,7 +6,7 @@
  * answered in order and a slow handler holds back only its own connection.
  *
  * Limits: the request line plus headers may not exceed max_header_size (431), the body
- * max_http_body (413); a request must arrive completely within REQUEST_TIMEOUT_MS of its
+ * max_http_body (413); a request must arrive completely within header_timeout_ms of its
  * first byte (slow clients are cut off: 408), and an idle keep-alive connection closes
  * after idle_timeout_ms.
  */
@@ -23,8 +23,7 @@
 
 #include "fsr/log.h"
 
-#define REQUEST_TIMEOUT_MS 10000
-#define READ_CHUNK         16384
+#define READ_CHUNK 16384
 
 typedef struct h1_conn {
     struct h1_conn *prev, *next;
@@ -169,7 +168,7 @@ static int on_message_begin(http_parser *p)
     c->header_bytes = 0;
     c->body_len = 0;
     c->expect_continue = false;
-    arm_timer(c, REQUEST_TIMEOUT_MS);
+    arm_timer(c, c->w->srv->cfg.header_timeout_ms);
     return 0;
 }
 
@@ -227,6 +226,10 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
 static int on_headers_complete(http_parser *p)
 {
     h1_conn *c = p->data;
+    if (p->http_major != 1) {
+        c->error_status = 505;
+        return -1;
+    }
     /* Lowercase names: h2 and our lookups agree on that form. */
     for (size_t i = 0; i < c->n_hdrs; i++) {
         for (char *k = (char *)(uintptr_t)c->hdrs[i].key; *k; k++)
@@ -443,7 +446,7 @@ void fsr__h1_accept(srv_worker *w, int fd)
         w->h1_conns->prev = c;
     w->h1_conns = c;
     event_add(c->rev, NULL);
-    arm_timer(c, REQUEST_TIMEOUT_MS);
+    arm_timer(c, c->w->srv->cfg.header_timeout_ms);
     on_h1_readable(fd, EV_READ, c);
 }
 

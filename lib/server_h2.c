@@ -32,10 +32,9 @@
 #include "google/rpc/error_details.pb-c.h"
 #include "google/rpc/status.pb-c.h"
 
-#define PREFACE           "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-#define PREFACE_LEN       24
-#define OUT_HIGH          (64 * 1024) /* stop pulling frames from nghttp2 above this much unsent */
-#define DETECT_TIMEOUT_MS 10000
+#define PREFACE     "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define PREFACE_LEN 24
+#define OUT_HIGH    (64 * 1024) /* stop pulling frames from nghttp2 above this much unsent */
 
 typedef struct outmsg {
     struct outmsg *next;
@@ -107,6 +106,8 @@ struct fsr_call {
     unsigned cancelled : 1;
     unsigned closed : 1; /* stream closed */
     unsigned recorded : 1;
+    unsigned remote_closed : 1; /* the client sent END_STREAM */
+    unsigned bad_ct : 1;        /* a gRPC path with a non-gRPC content-type: 415 */
 };
 
 static void conn_close(srv_conn *c);
@@ -732,13 +733,9 @@ static void on_request_headers(fsr_call *call)
     const srv_method *m =
         call->path != NULL ? fsr__server_find_method(srv, call->path, call->path_len) : NULL;
     if (!grpc) {
-        if (m != NULL && ct != NULL && strncmp(ct, "application/grpc", 16) != 0) {
-            /* A gRPC path with a non-gRPC content-type: 415, as the gRPC spec says. */
-            call->is_http = 1;
-            fsr__h2_http_respond(call, 415, NULL, 0, "unsupported content-type\n", 25);
-            return;
-        }
-        if (m == NULL || ct == NULL) {
+        if (m == NULL || ct == NULL || strncmp(ct, "application/grpc", 16) != 0) {
+            /* A gRPC path with a non-gRPC content-type gets 415, as the gRPC spec says. */
+            call->bad_ct = m != NULL && ct != NULL;
             call->is_http = 1;
             call->hreq = fsr__http_req_new(c->w);
             call->hreq->h2 = call;
@@ -928,20 +925,22 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         on_request_headers(call);
     if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
+    call->remote_closed = 1;
     if (call->is_http) {
         if (call->hreq == NULL || call->hreq->responded)
             return 0;
-        if (call->too_big) {
-            fsr__h2_http_respond(call, 413, NULL, 0, "request body too large\n", 23);
-            return 0;
-        }
-        if (call->hdr_too_big) {
-            fsr__h2_http_respond(call, 431, NULL, 0, "request headers too large\n", 26);
-            return 0;
-        }
+        /* Plain HTTP is answered once the request is complete, errors included. */
         http_collect_headers(call);
         free(call->in);
         call->in = NULL;
+        int status = call->too_big ? 413 : call->hdr_too_big ? 431 : call->bad_ct ? 415 : 0;
+        if (status != 0) {
+            char body[128];
+            int n = snprintf(body, sizeof(body), "{\"code\":3,\"message\":\"%s\",\"details\":[]}\n",
+                             fsr__http_reason(status));
+            fsr_http_respond(call->hreq, status, "application/json", body, (size_t)n);
+            return 0;
+        }
         fsr__http_dispatch(call->w, call->hreq);
         return 0;
     }
@@ -1001,6 +1000,24 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
         return 0;
     nghttp2_session_set_stream_user_data(session, stream_id, NULL);
     call_stream_gone(call, error_code != NGHTTP2_NO_ERROR);
+    return 0;
+}
+
+/*
+ * After a complete response to a request the client is still sending (an early error: too
+ * large, unknown method, bad metadata), ask it to stop without error, as RFC 9113 §8.1
+ * allows; otherwise some clients keep the stream open waiting to finish their upload.
+ */
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+    (void)user_data;
+    if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
+        !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    fsr_call *call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (call != NULL && !call->remote_closed)
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                  NGHTTP2_NO_ERROR);
     return 0;
 }
 
@@ -1228,6 +1245,7 @@ static void h2_init_once(void)
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     nghttp2_option_new(&h2_opt);
     /* Bound the queues a peer can grow with SETTINGS/PING floods. */
     nghttp2_option_set_max_outbound_ack(h2_opt, 1000);
@@ -1309,31 +1327,40 @@ void fsr__conn_accept(srv_worker *w, int fd, const struct sockaddr *sa, socklen_
         w->conns->prev = c;
     w->conns = c;
     event_add(c->rev, NULL);
-    struct timeval tv = { DETECT_TIMEOUT_MS / 1000, 0 };
+    uint32_t ms = w->srv->cfg.header_timeout_ms;
+    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
     event_add(c->timer, &tv);
 }
 
 int fsr__conn_drain_all(srv_worker *w, bool force)
 {
+    /*
+     * Two-phase GOAWAY, as gRPC servers do: first a shutdown notice (last stream id 2^31-1)
+     * so clients stop opening streams without any stream in flight being refused; then, once
+     * the connection has no open streams, the final GOAWAY with the real last stream id, and
+     * close.  Connections still detecting their protocol have nothing in flight: close them.
+     */
     int left = 0;
     srv_conn *c = w->conns;
     while (c != NULL) {
         srv_conn *next = c->next;
         if (force || c->session == NULL) {
             conn_close(c);
+            c = next;
+            continue;
+        }
+        if (!c->goaway) {
+            c->goaway = true;
+            nghttp2_submit_shutdown_notice(c->session);
+        }
+        if (c->n_calls == 0) {
+            nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
+                                  nghttp2_session_get_last_proc_stream_id(c->session),
+                                  NGHTTP2_NO_ERROR, NULL, 0);
+            flush(c);
+            conn_close(c);
         } else {
-            if (!c->goaway) {
-                c->goaway = true;
-                nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
-                                      nghttp2_session_get_last_proc_stream_id(c->session),
-                                      NGHTTP2_NO_ERROR, NULL, 0);
-                if (flush(c) != 0) {
-                    conn_close(c);
-                    c = next;
-                    continue;
-                }
-            }
-            if (c->n_calls == 0 && c->out_len == c->out_off)
+            if (flush(c) != 0)
                 conn_close(c);
             else
                 left++;

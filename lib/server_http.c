@@ -141,6 +141,10 @@ const char *fsr__http_reason(int status)
         return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
+    case 408:
+        return "Request Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
     case 499:
         return "Client Closed Request";
     case 500:

@@ -60,17 +60,19 @@ typedef struct fsr_service {
 typedef int (*fsr_ready_cb)(void *ctx);
 
 typedef struct fsr_server_config {
-    const char *name;          /* service name for logs/metrics, e.g. "equity" */
-    const char *host;          /* bind address; NULL = "0.0.0.0" */
-    int port;                  /* 0 = ephemeral (the bound port is written to port_file) */
-    const char *port_file;     /* if set, the bound port is written here once listening */
-    int threads;               /* loop threads; 0 = number of CPUs */
-    size_t max_message_size;   /* 0 = 4 MiB; larger messages get RESOURCE_EXHAUSTED */
-    size_t max_http_body;      /* HTTP/1.1 and REST bodies; 0 = max_message_size */
-    size_t max_header_size;    /* HTTP/1.1 header block cap; 0 = 16 KiB */
-    uint32_t max_streams;      /* concurrent streams per connection; 0 = 256 */
-    uint32_t grace_ms;         /* SIGTERM drain period; 0 = 10000 */
-    uint32_t idle_timeout_ms;  /* idle connection timeout; 0 = 120000 */
+    const char *name;             /* service name for logs/metrics, e.g. "equity" */
+    const char *host;             /* bind address; NULL = "0.0.0.0" */
+    int port;                     /* 0 = ephemeral (the bound port is written to port_file) */
+    const char *port_file;        /* if set, the bound port is written here once listening */
+    int threads;                  /* loop threads; 0 = number of CPUs */
+    size_t max_message_size;      /* 0 = 4 MiB; larger messages get RESOURCE_EXHAUSTED */
+    size_t max_http_body;         /* HTTP/1.1 and REST bodies; 0 = max_message_size */
+    size_t max_header_size;       /* HTTP/1.1 header block cap; 0 = 16 KiB */
+    uint32_t max_streams;         /* concurrent streams per connection; 0 = 256 */
+    uint32_t grace_ms;            /* SIGTERM drain period; 0 = 10000 */
+    uint32_t idle_timeout_ms;     /* idle connection timeout; 0 = 120000 */
+    uint32_t header_timeout_ms;   /* a request (line + headers + body) or the h2 preface must
+                                     arrive within this; slow clients are cut off; 0 = 10000 */
     uint32_t default_deadline_ms; /* cap for calls without grpc-timeout; 0 = none */
 
     /*
