@@ -17,7 +17,7 @@ FSR_DEB_PACKAGES=(
     build-essential meson ninja-build pkg-config
     libnghttp2-dev libevent-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
     libprotobuf-dev libprotoc-dev libpq-dev libhiredis-dev check libjansson-dev nanopb libssl-dev
-    libhttp-parser-dev
+    libhttp-parser-dev libnanopb-dev
     redis-server postgresql postgresql-client
     python3 python3-grpcio python3-protobuf python3-grpc-tools protobuf-compiler-grpc
     libgrpc++-dev nghttp2-client golang-github-gogo-googleapis-dev
