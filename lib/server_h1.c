@@ -126,8 +126,7 @@ static void h1_fail(h1_conn *c, int status)
 {
     c->keep_alive = false;
     char body[128];
-    int n = snprintf(body, sizeof(body), "{\"code\":3,\"message\":\"%s\",\"details\":[]}\n",
-                     fsr__http_reason(status));
+    int n = fsr__http_error_body(status, body, sizeof(body));
     static const fsr_md ct = { "Content-Type", "application/json", 16 };
     write_response(c, status, fsr__http_reason(status), &ct, 1, body, (size_t)n, false);
     if (h1_flush(c) != 0 || c->out_len == 0)

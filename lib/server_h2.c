@@ -936,8 +936,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         int status = call->too_big ? 413 : call->hdr_too_big ? 431 : call->bad_ct ? 415 : 0;
         if (status != 0) {
             char body[128];
-            int n = snprintf(body, sizeof(body), "{\"code\":3,\"message\":\"%s\",\"details\":[]}\n",
-                             fsr__http_reason(status));
+            int n = fsr__http_error_body(status, body, sizeof(body));
             fsr_http_respond(call->hreq, status, "application/json", body, (size_t)n);
             return 0;
         }

@@ -178,6 +178,17 @@ void fsr_http_respond(fsr_http_req *r, int status, const char *content_type, con
     /* The stream's call frees |r| with itself. */
 }
 
+int fsr__http_error_body(int status, char *buf, size_t len)
+{
+    /* The API's error shape, with the gRPC code the status stands for. */
+    int code = status == 408                    ? FSR_DEADLINE_EXCEEDED
+               : status == 413 || status == 431 ? FSR_RESOURCE_EXHAUSTED
+               : status == 505                  ? FSR_UNIMPLEMENTED
+                                                : FSR_INVALID_ARGUMENT;
+    return snprintf(buf, len, "{\"code\":%d,\"message\":\"%s\",\"details\":[]}\n", code,
+                    fsr__http_reason(status));
+}
+
 /* ---- built-ins ----------------------------------------------------------------------- */
 
 static void respond_health(fsr_http_req *r)

@@ -80,6 +80,9 @@ bool fsr__h1_closed(const fsr_http_req *r);
 int fsr__h1_drain_all(srv_worker *w, bool force);
 const char *fsr__http_reason(int status);
 
+/* Writes the API's JSON error body for a transport-level HTTP error |status|. */
+int fsr__http_error_body(int status, char *buf, size_t len);
+
 /* Built-in plain HTTP handling (health, metrics, 404), and dispatch to the user's handler. */
 void fsr__http_dispatch(srv_worker *w, fsr_http_req *r);
 
