@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: MIT */
+/* The equities resource: CreateEquity, GetEquity and ListEquities over Postgres. */
+#include "equity.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsr/app.h"
+#include "fsr/log.h"
+#include "fsr/pg.h"
+#include "fsr/validate.h"
+
+#include "equity_v1.fsr.h"
+
+/* Longest accepted values, in bytes. */
+#define EQ_SYMBOL_MAX   32
+#define EQ_EXCHANGE_MAX 16
+#define EQ_NAME_MAX     200
+#define EQ_SECTOR_MAX   100
+
+/*
+ * Timestamps are formatted in SQL as RFC 3339 UTC, so the text does not depend on the
+ * session's DateStyle or TimeZone; fsr_pg_timestamp_parse() reads it back exactly.
+ */
+#define EQ_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+/* Every query returns these columns, in this order (see eq_from_row()). */
+#define EQ_COLS                                                                                    \
+    "id, symbol, name, exchange, currency, sector, coalesce(isin, ''), lot_size, " EQ_TS(          \
+        "created_at") ", " EQ_TS("updated_at")
+enum {
+    COL_ID,
+    COL_SYMBOL,
+    COL_NAME,
+    COL_EXCHANGE,
+    COL_CURRENCY,
+    COL_SECTOR,
+    COL_ISIN,
+    COL_LOT_SIZE,
+    COL_CREATED_AT,
+    COL_UPDATED_AT,
+    COL_COUNT
+};
+
+static const fsr_pg_stmt eq_insert = {
+    "eq_insert",
+    "INSERT INTO equities (symbol, name, exchange, currency, sector, isin, lot_size)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7::integer) RETURNING " EQ_COLS,
+};
+
+static const fsr_pg_stmt eq_select = {
+    "eq_select",
+    "SELECT " EQ_COLS " FROM equities WHERE id = $1::uuid",
+};
+
+/*
+ * Keyset paging in ListEquities' documented order (symbol, then exchange; the pair is
+ * unique): the cursor is the last row's pair, and one row more than the page is fetched to
+ * learn whether another page follows.  NULL parameters switch a filter off.
+ */
+static const fsr_pg_stmt eq_list = {
+    "eq_list",
+    "SELECT " EQ_COLS " FROM equities"
+    " WHERE ($1::text IS NULL OR symbol = $1::text)"
+    " AND ($2::text IS NULL OR sector = $2::text)"
+    " AND ($3::text IS NULL OR exchange = $3::text)"
+    " AND ($4::text IS NULL OR isin = $4::text)"
+    " AND ($5::text IS NULL OR (symbol, exchange) > ($5::text, $6::text))"
+    " ORDER BY symbol, exchange LIMIT $7::integer",
+};
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+/* NULL for "", so that an empty filter or optional field becomes SQL NULL. */
+static const char *nullif_empty(const char *s)
+{
+    return s != NULL && s[0] != '\0' ? s : NULL;
+}
+
+/* An ASCII upper-case copy of |s| in the call's arena. */
+static char *upper_dup(fsr_call *call, const char *s)
+{
+    char *u = fsr_arena_strdup(fsr_call_arena(call), s);
+    for (char *p = u; *p; p++) {
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char)(*p - 'a' + 'A');
+    }
+    return u;
+}
+
+/*
+ * Checks a text field; on failure finishes |call| with INVALID_ARGUMENT naming |field| and
+ * returns -1.  |required|: the empty string is refused too.
+ */
+static int check_text(fsr_call *call, const char *field, const char *v, bool required, size_t max,
+                      bool allow_space)
+{
+    const char *why = NULL;
+    if (required && v[0] == '\0') {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, field, "is required");
+        return -1;
+    }
+    if (fsr_text_check(v, max, allow_space, &why) != 0) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, field, "%s", why);
+        return -1;
+    }
+    return 0;
+}
+
+/* Structure of an ISIN without its check digit: country letters, 9 alphanumerics, a digit. */
+static bool isin_shaped(const char *s)
+{
+    if (strlen(s) != 12)
+        return false;
+    for (int i = 0; i < 12; i++) {
+        char c = s[i];
+        bool up = c >= 'A' && c <= 'Z', dig = c >= '0' && c <= '9';
+        if (i < 2 ? !up : i == 11 ? !dig : !(up || dig))
+            return false;
+    }
+    return true;
+}
+
+static Google__Protobuf__Timestamp *ts_from_text(fsr_call *call, const char *text)
+{
+    int64_t s;
+    int32_t ns;
+    if (fsr_pg_timestamp_parse(text, &s, &ns) != 0)
+        return NULL;
+    Google__Protobuf__Timestamp *ts = fsr_call_alloc(call, sizeof(*ts));
+    google__protobuf__timestamp__init(ts);
+    ts->seconds = s;
+    ts->nanos = ns;
+    return ts;
+}
+
+static char *col_dup(fsr_call *call, const fsr_pg_result *res, int row, int col)
+{
+    return fsr_arena_strdup(fsr_call_arena(call), fsr_pg_result_getvalue(res, row, col));
+}
+
+/*
+ * Copies row |row| of |res| (EQ_COLS) into a new Equity in the call's arena: the result is
+ * only valid during the callback.  NULL if the row is not what the query promised.
+ */
+static Equity__V1__Equity *eq_from_row(fsr_call *call, const fsr_pg_result *res, int row)
+{
+    if (fsr_pg_result_cols(res) != COL_COUNT)
+        return NULL;
+    Equity__V1__Equity *e = fsr_call_alloc(call, sizeof(*e));
+    equity__v1__equity__init(e);
+    e->id = col_dup(call, res, row, COL_ID);
+    e->symbol = col_dup(call, res, row, COL_SYMBOL);
+    e->name = col_dup(call, res, row, COL_NAME);
+    e->exchange = col_dup(call, res, row, COL_EXCHANGE);
+    e->currency = col_dup(call, res, row, COL_CURRENCY);
+    e->sector = col_dup(call, res, row, COL_SECTOR);
+    e->isin = col_dup(call, res, row, COL_ISIN);
+    e->lot_size = (int32_t)strtol(fsr_pg_result_getvalue(res, row, COL_LOT_SIZE), NULL, 10);
+    e->created_at = ts_from_text(call, fsr_pg_result_getvalue(res, row, COL_CREATED_AT));
+    e->updated_at = ts_from_text(call, fsr_pg_result_getvalue(res, row, COL_UPDATED_AT));
+    if (e->created_at == NULL || e->updated_at == NULL)
+        return NULL;
+    return e;
+}
+
+/* Finishes |call| after a failed statement: the cause goes to the log, never to the client. */
+static void fail_db(fsr_call *call, const fsr_pg_result *res, const char *what)
+{
+    int st = fsr_pg_result_status(res);
+    if (st == FSR_E_DB)
+        FSR_ERROR("%s: SQLSTATE %s: %s", what, fsr_pg_result_sqlstate(res),
+                  fsr_pg_result_message(res));
+    fsr_call_fail_err(call, st, what);
+}
+
+/* The thread's pool, or NULL after finishing |call| with UNAVAILABLE. */
+static fsr_pg_pool *pool_of(fsr_call *call)
+{
+    fsr_pg_pool *pool = fsr_app_ctx_of(call)->pg;
+    if (pool == NULL)
+        fsr_call_fail(call, FSR_UNAVAILABLE, "the equity database is unavailable");
+    return pool;
+}
+
+/* ---- CreateEquity ------------------------------------------------------------------- */
+
+typedef struct create_op {
+    fsr_call *call;
+    const char *symbol;
+    const char *exchange;
+    const char *isin; /* NULL when none */
+} create_op;
+
+static void on_created(const fsr_pg_result *res, void *arg)
+{
+    create_op *op = arg;
+    int st = fsr_pg_result_status(res);
+    if (st == FSR_E_UNIQUE) {
+        /* Two unique keys: tell the client which one it hit. */
+        if (op->isin != NULL && strstr(fsr_pg_result_message(res), "equities_isin_key") != NULL)
+            fsr_call_fail(op->call, FSR_ALREADY_EXISTS, "an equity with ISIN %s already exists",
+                          op->isin);
+        else
+            fsr_call_fail(op->call, FSR_ALREADY_EXISTS, "equity %s already exists on exchange %s",
+                          op->symbol, op->exchange);
+        return;
+    }
+    if (st != 0) {
+        fail_db(op->call, res, "create equity");
+        return;
+    }
+    Equity__V1__Equity *e = fsr_pg_result_rows(res) == 1 ? eq_from_row(op->call, res, 0) : NULL;
+    if (e == NULL) {
+        FSR_ERROR("create equity: unexpected result shape");
+        fsr_call_fail(op->call, FSR_INTERNAL, "internal error");
+        return;
+    }
+    FSR_INFO("equity %s created (%s on %s)", e->id, e->symbol, e->exchange);
+    equity_v1_equity_service_create_equity_reply(op->call, e);
+}
+
+void eq_create_equity(fsr_call *call, const Equity__V1__CreateEquityRequest *req)
+{
+    if (check_text(call, "symbol", req->symbol, true, EQ_SYMBOL_MAX, false) != 0 ||
+        check_text(call, "name", req->name, true, EQ_NAME_MAX, true) != 0 ||
+        check_text(call, "exchange", req->exchange, true, EQ_EXCHANGE_MAX, false) != 0)
+        return;
+
+    const char *currency = req->currency;
+    if (currency[0] == '\0') {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "currency", "is required");
+        return;
+    }
+    if (strlen(currency) != 3 || strspn(currency, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 3) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "currency",
+                            "must be 3 upper-case letters (ISO 4217)");
+        return;
+    }
+    if (!fsr_currency_valid(currency)) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "currency",
+                            "is not a known ISO 4217 currency code");
+        return;
+    }
+    if (check_text(call, "sector", req->sector, true, EQ_SECTOR_MAX, true) != 0)
+        return;
+
+    const char *isin = NULL;
+    if (req->isin[0] != '\0') {
+        char *u = upper_dup(call, req->isin);
+        if (!isin_shaped(u)) {
+            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "isin",
+                                "must be 12 characters: a 2-letter country code, 9 letters or "
+                                "digits and a check digit");
+            return;
+        }
+        if (!fsr_isin_valid(u)) {
+            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "isin", "has a wrong check digit");
+            return;
+        }
+        isin = u;
+    }
+    if (req->lot_size < 0) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "lotSize", "must be >= 0 (0 means 1)");
+        return;
+    }
+
+    fsr_pg_pool *pool = pool_of(call);
+    if (pool == NULL)
+        return;
+    create_op *op = fsr_call_alloc(call, sizeof(*op));
+    op->call = call;
+    op->symbol = upper_dup(call, req->symbol);
+    op->exchange = req->exchange;
+    op->isin = isin;
+    const char *lot = fsr_call_printf(call, "%d", req->lot_size == 0 ? 1 : req->lot_size);
+    const char *values[7] = {
+        op->symbol, req->name, req->exchange, currency, req->sector, isin, lot
+    };
+    int rv = fsr_pg_query(pool, &eq_insert, 7, values, on_created, op);
+    if (rv != 0)
+        fsr_call_fail_err(call, rv, "create equity");
+}
+
+/* ---- GetEquity ---------------------------------------------------------------------- */
+
+typedef struct get_op {
+    fsr_call *call;
+    const char *id;
+} get_op;
+
+static void on_got(const fsr_pg_result *res, void *arg)
+{
+    get_op *op = arg;
+    if (fsr_pg_result_status(res) != 0) {
+        fail_db(op->call, res, "get equity");
+        return;
+    }
+    if (fsr_pg_result_rows(res) == 0) {
+        fsr_call_fail(op->call, FSR_NOT_FOUND, "equity %s not found", op->id);
+        return;
+    }
+    Equity__V1__Equity *e = eq_from_row(op->call, res, 0);
+    if (e == NULL) {
+        FSR_ERROR("get equity: unexpected result shape");
+        fsr_call_fail(op->call, FSR_INTERNAL, "internal error");
+        return;
+    }
+    equity_v1_equity_service_get_equity_reply(op->call, e);
+}
+
+void eq_get_equity(fsr_call *call, const Equity__V1__GetEquityRequest *req)
+{
+    if (req->id[0] == '\0') {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "is required");
+        return;
+    }
+    if (!fsr_uuid_valid(req->id)) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "must be a UUID");
+        return;
+    }
+    fsr_pg_pool *pool = pool_of(call);
+    if (pool == NULL)
+        return;
+    get_op *op = fsr_call_alloc(call, sizeof(*op));
+    op->call = call;
+    op->id = req->id;
+    const char *values[1] = { req->id };
+    int rv = fsr_pg_query(pool, &eq_select, 1, values, on_got, op);
+    if (rv != 0)
+        fsr_call_fail_err(call, rv, "get equity");
+}
+
+/* ---- ListEquities ------------------------------------------------------------------- */
+
+typedef struct list_op {
+    fsr_call *call;
+    int page_size;
+} list_op;
+
+static void on_listed(const fsr_pg_result *res, void *arg)
+{
+    list_op *op = arg;
+    fsr_call *call = op->call;
+    if (fsr_pg_result_status(res) != 0) {
+        fail_db(call, res, "list equities");
+        return;
+    }
+    int rows = fsr_pg_result_rows(res);
+    bool more = rows > op->page_size;
+    if (more)
+        rows = op->page_size;
+
+    Equity__V1__ListEquitiesResponse *resp = fsr_call_alloc(call, sizeof(*resp));
+    equity__v1__list_equities_response__init(resp);
+    resp->equities = fsr_call_alloc(call, sizeof(*resp->equities) * (size_t)(rows > 0 ? rows : 1));
+    for (int i = 0; i < rows; i++) {
+        Equity__V1__Equity *e = eq_from_row(call, res, i);
+        if (e == NULL) {
+            FSR_ERROR("list equities: unexpected result shape");
+            fsr_call_fail(call, FSR_INTERNAL, "internal error");
+            return;
+        }
+        resp->equities[i] = e;
+    }
+    resp->n_equities = (size_t)rows;
+    if (more) {
+        const Equity__V1__Equity *last = resp->equities[rows - 1];
+        const char *cursor[2] = { last->symbol, last->exchange };
+        char *tok = fsr_page_token_encode(fsr_call_arena(call), cursor, 2);
+        if (tok == NULL) {
+            FSR_ERROR("list equities: cannot encode the page cursor");
+            fsr_call_fail(call, FSR_INTERNAL, "internal error");
+            return;
+        }
+        resp->next_page_token = tok;
+    }
+    equity_v1_equity_service_list_equities_reply(call, resp);
+}
+
+void eq_list_equities(fsr_call *call, const Equity__V1__ListEquitiesRequest *req)
+{
+    int page_size;
+    if (fsr_page_size_resolve(req->page_size, &page_size) != 0) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "pageSize", "must be between 0 and %d",
+                            FSR_PAGE_SIZE_MAX);
+        return;
+    }
+    if (check_text(call, "symbol", req->symbol, false, EQ_SYMBOL_MAX, false) != 0 ||
+        check_text(call, "sector", req->sector, false, EQ_SECTOR_MAX, true) != 0 ||
+        check_text(call, "exchange", req->exchange, false, EQ_EXCHANGE_MAX, false) != 0 ||
+        check_text(call, "isin", req->isin, false, 12, false) != 0)
+        return;
+
+    /* The cursor: (symbol, exchange) of the previous page's last row. */
+    char *cursor[2] = { NULL, NULL };
+    if (req->page_token[0] != '\0') {
+        if (fsr_page_token_decode(fsr_call_arena(call), req->page_token, cursor, 2) != 0 ||
+            fsr_text_check(cursor[0], EQ_SYMBOL_MAX, false, NULL) != 0 ||
+            fsr_text_check(cursor[1], EQ_EXCHANGE_MAX, false, NULL) != 0) {
+            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "pageToken",
+                                "is not a token from a previous ListEquities response");
+            return;
+        }
+    }
+
+    fsr_pg_pool *pool = pool_of(call);
+    if (pool == NULL)
+        return;
+    list_op *op = fsr_call_alloc(call, sizeof(*op));
+    op->call = call;
+    op->page_size = page_size;
+    const char *symbol = req->symbol[0] != '\0' ? upper_dup(call, req->symbol) : NULL;
+    const char *isin = req->isin[0] != '\0' ? upper_dup(call, req->isin) : NULL;
+    const char *values[7] = {
+        symbol,
+        nullif_empty(req->sector),
+        nullif_empty(req->exchange),
+        isin,
+        cursor[0],
+        cursor[1],
+        fsr_call_printf(call, "%d", page_size + 1),
+    };
+    int rv = fsr_pg_query(pool, &eq_list, 7, values, on_listed, op);
+    if (rv != 0)
+        fsr_call_fail_err(call, rv, "list equities");
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/* svc_equity's method tables: which handler serves which RPC. */
+#include "equity.h"
+
+#include "equity_v1.fsr.h"
+
+/*
+ * A NULL handler is answered UNIMPLEMENTED by the runtime: the methods below without one
+ * are not written yet, and say so rather than pretend.
+ */
+static const equity_v1_equity_service_handlers eq_handlers = {
+    .create_equity = eq_create_equity,
+    .get_equity = eq_get_equity,
+    .list_equities = eq_list_equities,
+    .update_equity = NULL,
+    .delete_equity = NULL,
+    .upsert_prices = NULL,
+    .list_prices = NULL,
+    .add_dividend = NULL,
+    .list_dividends = NULL,
+    .add_split = NULL,
+    .list_splits = NULL,
+    .get_quote = NULL,
+    .get_analytics = NULL,
+    .get_covariance = NULL,
+    .import_prices = NULL,
+    .batch_quotes = NULL,
+    .watch_quotes = NULL,
+    .deadline_ms = { .create_equity = 2000, .get_equity = 1000, .list_equities = 2000 },
+};
+
+/* The stateless analytics service: registered so its methods answer UNIMPLEMENTED by name. */
+static const equity_v1_equity_analytics_service_handlers eq_analytics_handlers = {
+    .series_analytics = NULL,
+    .covariance = NULL,
+};
+
+int eq_register_services(fsr_server *srv)
+{
+    int rv = equity_v1_equity_service_register(srv, &eq_handlers);
+    if (rv != 0)
+        return rv;
+    return equity_v1_equity_analytics_service_register(srv, &eq_analytics_handlers);
+}

@@ -1,0 +1,499 @@
+/* SPDX-License-Identifier: MIT */
+/* The bonds resource: CreateBond, GetBond and ListBonds over Postgres. */
+#include "fixed_income.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsr/app.h"
+#include "fsr/log.h"
+#include "fsr/pg.h"
+#include "fsr/validate.h"
+
+#include "fixed_income_v1.fsr.h"
+
+/* Longest accepted values, in bytes. */
+#define FI_NAME_MAX   200
+#define FI_ISSUER_MAX 200
+
+/*
+ * Timestamps are formatted in SQL as RFC 3339 UTC and dates as YYYY-MM-DD, so the text does
+ * not depend on the session's DateStyle or TimeZone.
+ */
+#define FI_TS(col)   "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+#define FI_DATE(col) "to_char(" col ", 'YYYY-MM-DD')"
+
+/*
+ * Every query returns these columns, in this order (see fi_from_row()).  face travels as
+ * text (exact); coupon_rate as float8 text, which Postgres prints with the shortest digits
+ * that read back to the same double.
+ */
+#define FI_COLS                                                                                    \
+    "id, coalesce(isin, ''), name, issuer, currency, face::text, coupon_rate, frequency, "         \
+    "day_count, " FI_DATE("issue_date") ", " FI_DATE("maturity_date") ", " FI_TS(                  \
+        "created_at") ", " FI_TS("updated_at")
+enum {
+    COL_ID,
+    COL_ISIN,
+    COL_NAME,
+    COL_ISSUER,
+    COL_CURRENCY,
+    COL_FACE,
+    COL_COUPON_RATE,
+    COL_FREQUENCY,
+    COL_DAY_COUNT,
+    COL_ISSUE_DATE,
+    COL_MATURITY_DATE,
+    COL_CREATED_AT,
+    COL_UPDATED_AT,
+    COL_COUNT
+};
+
+static const fsr_pg_stmt fi_insert = {
+    "fi_insert",
+    "INSERT INTO bonds (isin, name, issuer, currency, face, coupon_rate, frequency, day_count,"
+    " issue_date, maturity_date)"
+    " VALUES ($1, $2, $3, $4, $5::numeric, $6::float8, $7::integer, $8, $9::date, $10::date)"
+    " RETURNING " FI_COLS,
+};
+
+static const fsr_pg_stmt fi_select = {
+    "fi_select",
+    "SELECT " FI_COLS " FROM bonds WHERE id = $1::uuid",
+};
+
+/*
+ * Keyset paging in ListBonds' documented order (maturity date, then id): the cursor is the
+ * last row's pair, and one row more than the page is fetched to learn whether another page
+ * follows.  NULL parameters switch a filter off.
+ */
+static const fsr_pg_stmt fi_list = {
+    "fi_list",
+    "SELECT " FI_COLS " FROM bonds"
+    " WHERE ($1::text IS NULL OR issuer = $1::text)"
+    " AND ($2::date IS NULL OR maturity_date >= $2::date)"
+    " AND ($3::date IS NULL OR maturity_date <= $3::date)"
+    " AND ($4::text IS NULL OR currency = $4::text)"
+    " AND ($5::text IS NULL OR isin = $5::text)"
+    " AND ($6::date IS NULL OR (maturity_date, id) > ($6::date, $7::uuid))"
+    " ORDER BY maturity_date, id LIMIT $8::integer",
+};
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+static const char *nullif_empty(const char *s)
+{
+    return s != NULL && s[0] != '\0' ? s : NULL;
+}
+
+static char *upper_dup(fsr_call *call, const char *s)
+{
+    char *u = fsr_arena_strdup(fsr_call_arena(call), s);
+    for (char *p = u; *p; p++) {
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char)(*p - 'a' + 'A');
+    }
+    return u;
+}
+
+/* Checks a text field; on failure finishes |call| naming |field| and returns -1. */
+static int check_text(fsr_call *call, const char *field, const char *v, bool required, size_t max,
+                      bool allow_space)
+{
+    const char *why = NULL;
+    if (required && v[0] == '\0') {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, field, "is required");
+        return -1;
+    }
+    if (fsr_text_check(v, max, allow_space, &why) != 0) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, field, "%s", why);
+        return -1;
+    }
+    return 0;
+}
+
+/* Checks an optional "YYYY-MM-DD" field; on failure finishes |call| and returns -1. */
+static int check_date(fsr_call *call, const char *field, const char *v, bool required)
+{
+    if (v[0] == '\0') {
+        if (!required)
+            return 0;
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, field, "is required");
+        return -1;
+    }
+    if (fsr_date_parse(v, NULL, NULL, NULL) != 0) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, field,
+                            "must be a calendar date \"YYYY-MM-DD\"");
+        return -1;
+    }
+    return 0;
+}
+
+static bool isin_shaped(const char *s)
+{
+    if (strlen(s) != 12)
+        return false;
+    for (int i = 0; i < 12; i++) {
+        char c = s[i];
+        bool up = c >= 'A' && c <= 'Z', dig = c >= '0' && c <= '9';
+        if (i < 2 ? !up : i == 11 ? !dig : !(up || dig))
+            return false;
+    }
+    return true;
+}
+
+static Google__Protobuf__Timestamp *ts_from_text(fsr_call *call, const char *text)
+{
+    int64_t s;
+    int32_t ns;
+    if (fsr_pg_timestamp_parse(text, &s, &ns) != 0)
+        return NULL;
+    Google__Protobuf__Timestamp *ts = fsr_call_alloc(call, sizeof(*ts));
+    google__protobuf__timestamp__init(ts);
+    ts->seconds = s;
+    ts->nanos = ns;
+    return ts;
+}
+
+static char *col_dup(fsr_call *call, const fsr_pg_result *res, int row, int col)
+{
+    return fsr_arena_strdup(fsr_call_arena(call), fsr_pg_result_getvalue(res, row, col));
+}
+
+/* Copies row |row| (FI_COLS) into a new Bond in the call's arena; NULL if malformed. */
+static FixedIncome__V1__Bond *fi_from_row(fsr_call *call, const fsr_pg_result *res, int row)
+{
+    if (fsr_pg_result_cols(res) != COL_COUNT)
+        return NULL;
+    FixedIncome__V1__Bond *b = fsr_call_alloc(call, sizeof(*b));
+    fixed_income__v1__bond__init(b);
+    b->id = col_dup(call, res, row, COL_ID);
+    b->isin = col_dup(call, res, row, COL_ISIN);
+    b->name = col_dup(call, res, row, COL_NAME);
+    b->issuer = col_dup(call, res, row, COL_ISSUER);
+    b->currency = col_dup(call, res, row, COL_CURRENCY);
+    b->face = col_dup(call, res, row, COL_FACE);
+    b->coupon_rate = strtod(fsr_pg_result_getvalue(res, row, COL_COUPON_RATE), NULL);
+    b->frequency = (int32_t)strtol(fsr_pg_result_getvalue(res, row, COL_FREQUENCY), NULL, 10);
+    const ProtobufCEnumValue *dc = protobuf_c_enum_descriptor_get_value_by_name(
+        &common__v1__day_count__value__descriptor, fsr_pg_result_getvalue(res, row, COL_DAY_COUNT));
+    if (dc == NULL)
+        return NULL;
+    b->day_count = (Common__V1__DayCount__Value)dc->value;
+    b->issue_date = col_dup(call, res, row, COL_ISSUE_DATE);
+    b->maturity_date = col_dup(call, res, row, COL_MATURITY_DATE);
+    b->created_at = ts_from_text(call, fsr_pg_result_getvalue(res, row, COL_CREATED_AT));
+    b->updated_at = ts_from_text(call, fsr_pg_result_getvalue(res, row, COL_UPDATED_AT));
+    if (b->created_at == NULL || b->updated_at == NULL)
+        return NULL;
+    return b;
+}
+
+static void fail_db(fsr_call *call, const fsr_pg_result *res, const char *what)
+{
+    int st = fsr_pg_result_status(res);
+    if (st == FSR_E_DB)
+        FSR_ERROR("%s: SQLSTATE %s: %s", what, fsr_pg_result_sqlstate(res),
+                  fsr_pg_result_message(res));
+    fsr_call_fail_err(call, st, what);
+}
+
+static void fail_shape(fsr_call *call, const char *what)
+{
+    FSR_ERROR("%s: unexpected result shape", what);
+    fsr_call_fail(call, FSR_INTERNAL, "internal error");
+}
+
+static fsr_pg_pool *pool_of(fsr_call *call)
+{
+    fsr_pg_pool *pool = fsr_app_ctx_of(call)->pg;
+    if (pool == NULL)
+        fsr_call_fail(call, FSR_UNAVAILABLE, "the fixed income database is unavailable");
+    return pool;
+}
+
+/* ---- CreateBond --------------------------------------------------------------------- */
+
+typedef struct create_op {
+    fsr_call *call;
+    const char *isin; /* NULL when none */
+} create_op;
+
+static void on_created(const fsr_pg_result *res, void *arg)
+{
+    create_op *op = arg;
+    int st = fsr_pg_result_status(res);
+    if (st == FSR_E_UNIQUE && op->isin != NULL) {
+        fsr_call_fail(op->call, FSR_ALREADY_EXISTS, "a bond with ISIN %s already exists", op->isin);
+        return;
+    }
+    if (st != 0) {
+        fail_db(op->call, res, "create bond");
+        return;
+    }
+    FixedIncome__V1__Bond *b = fsr_pg_result_rows(res) == 1 ? fi_from_row(op->call, res, 0) : NULL;
+    if (b == NULL) {
+        fail_shape(op->call, "create bond");
+        return;
+    }
+    FSR_INFO("bond %s created", b->id);
+    fixed_income_v1_fixed_income_service_create_bond_reply(op->call, b);
+}
+
+void fi_create_bond(fsr_call *call, const FixedIncome__V1__CreateBondRequest *req)
+{
+    const char *isin = NULL;
+    if (req->isin[0] != '\0') {
+        char *u = upper_dup(call, req->isin);
+        if (!isin_shaped(u)) {
+            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "isin",
+                                "must be 12 characters: a 2-letter country code, 9 letters or "
+                                "digits and a check digit");
+            return;
+        }
+        if (!fsr_isin_valid(u)) {
+            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "isin", "has a wrong check digit");
+            return;
+        }
+        isin = u;
+    }
+    if (isin == NULL && req->name[0] == '\0') {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "name", "is required when isin is empty");
+        return;
+    }
+    if (check_text(call, "name", req->name, false, FI_NAME_MAX, true) != 0 ||
+        check_text(call, "issuer", req->issuer, true, FI_ISSUER_MAX, true) != 0)
+        return;
+
+    if (req->currency[0] == '\0') {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "currency", "is required");
+        return;
+    }
+    if (!fsr_currency_valid(req->currency)) {
+        bool shaped =
+            strlen(req->currency) == 3 && strspn(req->currency, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == 3;
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "currency", "%s",
+                            shaped ? "is not a known ISO 4217 currency code"
+                                   : "must be 3 upper-case letters (ISO 4217)");
+        return;
+    }
+
+    /* face: a decimal string > 0, stored as NUMERIC from the text itself. */
+    const char *face = req->face[0] != '\0' ? req->face : "100";
+    int sign = 0;
+    const char *why = NULL;
+    if (fsr_decimal_check(face, &sign, &why) != 0) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "face", "%s", why);
+        return;
+    }
+    if (sign <= 0) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "face", "must be > 0");
+        return;
+    }
+
+    /* The comparisons are written so that NaN fails them. */
+    if (!(req->coupon_rate >= 0.0 && req->coupon_rate < 1.0)) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "couponRate",
+                            "must be a fraction in [0, 1) (0.05 is 5%%)");
+        return;
+    }
+    int f = req->frequency;
+    if (f != 0 && f != 1 && f != 2 && f != 4 && f != 12) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "frequency", "must be 0, 1, 2, 4 or 12");
+        return;
+    }
+    if (f == 0 && req->coupon_rate != 0.0) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "couponRate",
+                            "must be 0 for a zero-coupon bond (frequency 0)");
+        return;
+    }
+    /* Absent (UNSPECIFIED) means THIRTY_360_US, as fixed_income.proto documents. */
+    int dcv = req->day_count == COMMON__V1__DAY_COUNT__VALUE__DAY_COUNT_UNSPECIFIED
+                  ? COMMON__V1__DAY_COUNT__VALUE__THIRTY_360_US
+                  : (int)req->day_count;
+    const ProtobufCEnumValue *dc =
+        protobuf_c_enum_descriptor_get_value(&common__v1__day_count__value__descriptor, dcv);
+    if (dc == NULL || dcv == COMMON__V1__DAY_COUNT__VALUE__DAY_COUNT_UNSPECIFIED) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "dayCount",
+                            "must be one of ACT_ACT_ICMA, ACT_ACT_ISDA, THIRTY_360_US, "
+                            "THIRTY_E_360, ACT_360, ACT_365_FIXED");
+        return;
+    }
+    if (check_date(call, "issueDate", req->issue_date, true) != 0 ||
+        check_date(call, "maturityDate", req->maturity_date, true) != 0)
+        return;
+    /* Valid "YYYY-MM-DD" dates compare chronologically as strings. */
+    if (strcmp(req->issue_date, req->maturity_date) >= 0) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "maturityDate", "must be after issueDate");
+        return;
+    }
+
+    fsr_pg_pool *pool = pool_of(call);
+    if (pool == NULL)
+        return;
+    create_op *op = fsr_call_alloc(call, sizeof(*op));
+    op->call = call;
+    op->isin = isin;
+    const char *values[10] = {
+        isin,
+        req->name,
+        req->issuer,
+        req->currency,
+        face,
+        fsr_call_printf(call, "%.17g", req->coupon_rate), /* exact for a double */
+        fsr_call_printf(call, "%d", f),
+        dc->name,
+        req->issue_date,
+        req->maturity_date,
+    };
+    int rv = fsr_pg_query(pool, &fi_insert, 10, values, on_created, op);
+    if (rv != 0)
+        fsr_call_fail_err(call, rv, "create bond");
+}
+
+/* ---- GetBond ------------------------------------------------------------------------ */
+
+typedef struct get_op {
+    fsr_call *call;
+    const char *id;
+} get_op;
+
+static void on_got(const fsr_pg_result *res, void *arg)
+{
+    get_op *op = arg;
+    if (fsr_pg_result_status(res) != 0) {
+        fail_db(op->call, res, "get bond");
+        return;
+    }
+    if (fsr_pg_result_rows(res) == 0) {
+        fsr_call_fail(op->call, FSR_NOT_FOUND, "bond %s not found", op->id);
+        return;
+    }
+    FixedIncome__V1__Bond *b = fi_from_row(op->call, res, 0);
+    if (b == NULL) {
+        fail_shape(op->call, "get bond");
+        return;
+    }
+    fixed_income_v1_fixed_income_service_get_bond_reply(op->call, b);
+}
+
+void fi_get_bond(fsr_call *call, const FixedIncome__V1__GetBondRequest *req)
+{
+    if (req->id[0] == '\0') {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "is required");
+        return;
+    }
+    if (!fsr_uuid_valid(req->id)) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "must be a UUID");
+        return;
+    }
+    fsr_pg_pool *pool = pool_of(call);
+    if (pool == NULL)
+        return;
+    get_op *op = fsr_call_alloc(call, sizeof(*op));
+    op->call = call;
+    op->id = req->id;
+    const char *values[1] = { req->id };
+    int rv = fsr_pg_query(pool, &fi_select, 1, values, on_got, op);
+    if (rv != 0)
+        fsr_call_fail_err(call, rv, "get bond");
+}
+
+/* ---- ListBonds ---------------------------------------------------------------------- */
+
+typedef struct list_op {
+    fsr_call *call;
+    int page_size;
+} list_op;
+
+static void on_listed(const fsr_pg_result *res, void *arg)
+{
+    list_op *op = arg;
+    fsr_call *call = op->call;
+    if (fsr_pg_result_status(res) != 0) {
+        fail_db(call, res, "list bonds");
+        return;
+    }
+    int rows = fsr_pg_result_rows(res);
+    bool more = rows > op->page_size;
+    if (more)
+        rows = op->page_size;
+
+    FixedIncome__V1__ListBondsResponse *resp = fsr_call_alloc(call, sizeof(*resp));
+    fixed_income__v1__list_bonds_response__init(resp);
+    resp->bonds = fsr_call_alloc(call, sizeof(*resp->bonds) * (size_t)(rows > 0 ? rows : 1));
+    for (int i = 0; i < rows; i++) {
+        FixedIncome__V1__Bond *b = fi_from_row(call, res, i);
+        if (b == NULL) {
+            fail_shape(call, "list bonds");
+            return;
+        }
+        resp->bonds[i] = b;
+    }
+    resp->n_bonds = (size_t)rows;
+    if (more) {
+        const FixedIncome__V1__Bond *last = resp->bonds[rows - 1];
+        const char *cursor[2] = { last->maturity_date, last->id };
+        resp->next_page_token = fsr_page_token_encode(fsr_call_arena(call), cursor, 2);
+        if (resp->next_page_token == NULL) {
+            fail_shape(call, "list bonds");
+            return;
+        }
+    }
+    fixed_income_v1_fixed_income_service_list_bonds_reply(call, resp);
+}
+
+void fi_list_bonds(fsr_call *call, const FixedIncome__V1__ListBondsRequest *req)
+{
+    int page_size;
+    if (fsr_page_size_resolve(req->page_size, &page_size) != 0) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "pageSize", "must be between 0 and %d",
+                            FSR_PAGE_SIZE_MAX);
+        return;
+    }
+    if (check_text(call, "issuer", req->issuer, false, FI_ISSUER_MAX, true) != 0 ||
+        check_date(call, "maturityFrom", req->maturity_from, false) != 0 ||
+        check_date(call, "maturityTo", req->maturity_to, false) != 0 ||
+        check_text(call, "currency", req->currency, false, 3, false) != 0 ||
+        check_text(call, "isin", req->isin, false, 12, false) != 0)
+        return;
+    if (req->maturity_from[0] != '\0' && req->maturity_to[0] != '\0' &&
+        strcmp(req->maturity_from, req->maturity_to) > 0) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "maturityTo",
+                            "must not be before maturityFrom");
+        return;
+    }
+
+    /* The cursor: (maturity_date, id) of the previous page's last row. */
+    char *cursor[2] = { NULL, NULL };
+    if (req->page_token[0] != '\0') {
+        if (fsr_page_token_decode(fsr_call_arena(call), req->page_token, cursor, 2) != 0 ||
+            fsr_date_parse(cursor[0], NULL, NULL, NULL) != 0 || !fsr_uuid_valid(cursor[1])) {
+            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "pageToken",
+                                "is not a token from a previous ListBonds response");
+            return;
+        }
+    }
+
+    fsr_pg_pool *pool = pool_of(call);
+    if (pool == NULL)
+        return;
+    list_op *op = fsr_call_alloc(call, sizeof(*op));
+    op->call = call;
+    op->page_size = page_size;
+    const char *values[8] = {
+        nullif_empty(req->issuer),
+        nullif_empty(req->maturity_from),
+        nullif_empty(req->maturity_to),
+        nullif_empty(req->currency),
+        req->isin[0] != '\0' ? upper_dup(call, req->isin) : NULL,
+        cursor[0],
+        cursor[1],
+        fsr_call_printf(call, "%d", page_size + 1),
+    };
+    int rv = fsr_pg_query(pool, &fi_list, 8, values, on_listed, op);
+    if (rv != 0)
+        fsr_call_fail_err(call, rv, "list bonds");
+}

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: MIT */
+/* svc_fixed_income's method table: which handler serves which RPC. */
+#include "fixed_income.h"
+
+#include "fixed_income_v1.fsr.h"
+
+/*
+ * A NULL handler is answered UNIMPLEMENTED by the runtime: the methods below without one
+ * are not written yet, and say so rather than pretend.
+ */
+static const fixed_income_v1_fixed_income_service_handlers fi_handlers = {
+    .create_bond = fi_create_bond,
+    .get_bond = fi_get_bond,
+    .list_bonds = fi_list_bonds,
+    .update_bond = NULL,
+    .delete_bond = NULL,
+    .upsert_quotes = NULL,
+    .list_quotes = NULL,
+    .bond_analytics = NULL,
+    .get_bond_analytics = NULL,
+    .batch_analytics = NULL,
+    .deadline_ms = { .create_bond = 2000, .get_bond = 1000, .list_bonds = 2000 },
+};
+
+int fi_register_services(fsr_server *srv)
+{
+    return fixed_income_v1_fixed_income_service_register(srv, &fi_handlers);
+}
