@@ -82,8 +82,8 @@ backup: ## pg_dump each database into backups/<db>-<timestamp>.sql
 demo-data: ## (re)load the demo data through the gateway
 	@scripts/demo-data.sh
 
-bench: build ## run the benchmarks (meson benchmark targets)
-	@meson test -C $(BUILD) --benchmark --print-errorlogs --verbose
+bench: ## build, then h2load fsr vs a C++ gRPC server; tables in build/bench-results.md
+	@scripts/bench.sh $(BUILD)
 
 lint: ## clang-format check, cppcheck, shellcheck
 	@scripts/lint.sh

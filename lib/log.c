@@ -258,7 +258,9 @@ static int open_log_file(const char *dir, const char *service)
             return -errno;
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     }
-    return fd < 0 ? -errno : fd;
+    if (fd < 0)
+        return -errno;
+    return fd; /* the caller keeps it as the log file for the process lifetime */
 }
 
 int fsr_log_init(const char *service, const char *level, const char *dir)

@@ -38,11 +38,11 @@ int fsr_channel_new(fsr_loop *loop, const char *target, const fsr_channel_opts *
 void fsr_channel_free(fsr_channel *ch);
 
 typedef struct fsr_call_opts {
-    int64_t timeout_ms;        /* 0 = none (or the parent's remaining time) */
-    const fsr_md *metadata;    /* custom request metadata */
+    int64_t timeout_ms;     /* 0 = none (or the parent's remaining time) */
+    const fsr_md *metadata; /* custom request metadata */
     size_t n_metadata;
-    struct fsr_call *parent;   /* server call being served: deadline and request id propagate */
-    bool idempotent;           /* retry on UNAVAILABLE (generated stubs set it from the proto) */
+    struct fsr_call *parent; /* server call being served: deadline and request id propagate */
+    bool idempotent;         /* retry on UNAVAILABLE (generated stubs set it from the proto) */
 } fsr_call_opts;
 
 /*
@@ -51,12 +51,12 @@ typedef struct fsr_call_opts {
  */
 typedef struct fsr_result {
     fsr_status status;
-    ProtobufCMessage *response;   /* unary: the reply, or NULL unless status.code == OK */
-    const fsr_md *headers;        /* response header metadata */
+    ProtobufCMessage *response; /* unary: the reply, or NULL unless status.code == OK */
+    const fsr_md *headers;      /* response header metadata */
     size_t n_headers;
-    const fsr_md *trailers;       /* trailer metadata (grpc-* removed) */
+    const fsr_md *trailers; /* trailer metadata (grpc-* removed) */
     size_t n_trailers;
-    const void *status_details;   /* grpc-status-details-bin bytes, or NULL */
+    const void *status_details; /* grpc-status-details-bin bytes, or NULL */
     size_t status_details_len;
 } fsr_result;
 

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FSR_GRPC_PREFIX_LEN 5
+#define FSR_GRPC_PREFIX_LEN     5
 #define FSR_DEFAULT_MAX_MESSAGE (4u * 1024 * 1024)
 
 /* Writes the 5-byte prefix (compressed flag 0, big-endian |len|) into |out|. */

@@ -20,7 +20,7 @@ char *fsr_xstrdup(const char *s);
 char *fsr_xstrndup(const char *s, size_t n);
 
 /* Recover the struct that embeds |ptr| as its member |member|. */
-#define FSR_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define FSR_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define FSR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -35,9 +35,9 @@ char *fsr_xstrndup(const char *s, size_t n);
 typedef struct fsr_arena_block fsr_arena_block;
 typedef struct fsr_arena {
     fsr_arena_block *_head;
-    size_t _used;    /* bytes used in _head */
-    size_t _cap;     /* capacity of _head */
-    size_t _total;   /* total bytes handed out, for limits and metrics */
+    size_t _used;           /* bytes used in _head */
+    size_t _cap;            /* capacity of _head */
+    size_t _total;          /* total bytes handed out, for limits and metrics */
     ProtobufCAllocator _pb; /* allocator view for protobuf-c */
 } fsr_arena;
 

@@ -11,16 +11,16 @@
 #include <protobuf-c/protobuf-c.h>
 
 typedef struct fsr_route {
-    const char *http_method;  /* "GET", "POST", "PUT", "PATCH", "DELETE" */
-    const char *pattern;      /* "/portfolios/{id}/constituents/{constituent_id}" */
-    const char *body;         /* "" no body, "*" whole request message, or a field name */
+    const char *http_method;   /* "GET", "POST", "PUT", "PATCH", "DELETE" */
+    const char *pattern;       /* "/portfolios/{id}/constituents/{constituent_id}" */
+    const char *body;          /* "" no body, "*" whole request message, or a field name */
     const char *response_body; /* "" whole response, or a field name */
-    const char *service;      /* "equity.v1.EquityService" (full proto name) */
-    const char *method;       /* "GetEquity" */
-    const char *path;         /* "/equity.v1.EquityService/GetEquity" */
+    const char *service;       /* "equity.v1.EquityService" (full proto name) */
+    const char *method;        /* "GetEquity" */
+    const char *path;          /* "/equity.v1.EquityService/GetEquity" */
     const ProtobufCMessageDescriptor *input;
     const ProtobufCMessageDescriptor *output;
-    unsigned flags;           /* FSR_M_* of the method (idempotent, server stream) */
+    unsigned flags; /* FSR_M_* of the method (idempotent, server stream) */
 } fsr_route;
 
 extern const fsr_route fsr_routes[];
