@@ -15,6 +15,7 @@ The SQL bytes are embedded exactly (the checksum recorded in schema_migrations i
 SHA-256 of the file's contents), so never edit a migration that has shipped.
 """
 import argparse
+import hashlib
 import os
 import re
 import sys
@@ -98,12 +99,14 @@ def main() -> int:
         lines.append(f'const fsr_migration {sym}[] = {{')
         for version, name, data, path in migrations:
             lines.append(f'    /* {os.path.basename(path)} */')
+            digest = hashlib.sha256(data.encode('utf-8') if isinstance(data, str) else data)
             lines.append(f'    {{ {version}, "{name}",')
-            lines.append(f'        {c_string(data)} }},')
+            lines.append(f'        {c_string(data)},')
+            lines.append(f'        "{digest.hexdigest()}" }},')
         lines.append('};')
     else:
         # C forbids empty initialisers; a placeholder keeps the symbol, the count says 0.
-        lines.append(f'const fsr_migration {sym}[1] = {{ {{ 0, 0, 0 }} }};')
+        lines.append(f'const fsr_migration {sym}[1] = {{ {{ 0, 0, 0, 0 }} }};')
     lines.append(f'const size_t {sym}_count = {len(migrations)};')
     text = '\n'.join(lines) + '\n'
 

@@ -944,12 +944,14 @@ static const char *mig_scalar(const char *ci, const char *sql)
     return out;
 }
 
+/* No precomputed checksums here: these exercise the runtime digest path. */
 static const fsr_migration migs[] = {
     { 1, "items",
       "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);\n"
-      "CREATE INDEX items_name ON items (name);\n" },
-    { 2, "seed", "INSERT INTO items (id, name) VALUES (1, 'one');" },
-    { 5, "price", "ALTER TABLE items ADD COLUMN price numeric(20, 4);" },
+      "CREATE INDEX items_name ON items (name);\n",
+      NULL },
+    { 2, "seed", "INSERT INTO items (id, name) VALUES (1, 'one');", NULL },
+    { 5, "price", "ALTER TABLE items ADD COLUMN price numeric(20, 4);", NULL },
 };
 
 START_TEST(test_pg_migrate_applies_once)
@@ -986,7 +988,7 @@ START_TEST(test_pg_migrate_applies_once)
 
     // A failing migration rolls back entirely and is not recorded; its error names it.
     fsr_migration more[4] = {
-        migs[0], migs[1], migs[2], { 6, "broken", "CREATE TABLE t6 (id int); SELECT 1/0;" }
+        migs[0], migs[1], migs[2], { 6, "broken", "CREATE TABLE t6 (id int); SELECT 1/0;", NULL }
     };
     int rv = fsr_migrate(ci, more, 4, err, sizeof err);
     ck_assert_int_eq(rv, FSR_E_DB);
@@ -1014,9 +1016,9 @@ START_TEST(test_pg_migrate_changed_checksum_refused)
     char err[512];
     ck_assert_msg(fsr_migrate(ci, migs, 2, err, sizeof err) == 0, "%s", err);
     // Version 2 edited after it shipped (even whitespace counts), plus a new version 5.
-    fsr_migration edited[3] = { migs[0],
-                                { 2, "seed", "INSERT INTO items (id, name) VALUES (1, 'one'); " },
-                                migs[2] };
+    fsr_migration edited[3] = {
+        migs[0], { 2, "seed", "INSERT INTO items (id, name) VALUES (1, 'one'); ", NULL }, migs[2]
+    };
     int rv = fsr_migrate(ci, edited, 3, err, sizeof err);
     ck_assert_int_eq(rv, FSR_E_CONFIG);
     ck_assert_msg(strstr(err, "migration 2 (seed)") != NULL, "%s", err);
@@ -1101,6 +1103,13 @@ START_TEST(test_pg_migrate_embedded_files)
     ck_assert_int_eq(it_migrations[1].version, 10);
     ck_assert_str_eq(it_migrations[1].name, "seed_things");
     ck_assert_str_eq(it_migrations[1].sql, slurp(IT_SQL_DIR, "010_seed_things.sql"));
+    // The build-time checksum is the one the runtime would compute.
+    for (size_t i = 0; i < it_migrations_count; i++) {
+        char hex[65];
+        ck_assert_int_eq(fsr_migration_checksum(it_migrations[i].sql, hex), 0);
+        ck_assert_ptr_nonnull(it_migrations[i].checksum);
+        ck_assert_str_eq(it_migrations[i].checksum, hex);
+    }
 
     const char *ci = mig_conninfo(uniq("it_mig_emb"));
     char err[512];
