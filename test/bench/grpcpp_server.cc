@@ -16,9 +16,11 @@
 //
 // Settings common to both: insecure credentials, no default health service (ours is
 // registered instead, so both servers run the same handler shape), no reflection, default
-// channel args otherwise (no max-concurrent-streams limit, no compression).  The port comes
-// from argv[1] or PORT (0 = ephemeral); the bound port is printed on stdout ("port N") and
-// written to PORT_FILE when set.  SIGTERM/SIGINT shut down cleanly.
+// channel args otherwise (no max-concurrent-streams limit, no compression).  Two knobs that
+// were tried and did not help on the 2-core bench machine, off by default:
+// GRPCPP_MINIMAL_STACK=1 (GRPC_ARG_MINIMAL_STACK) and BDP_PROBE=0 (no HTTP/2 BDP pings).
+// The port comes from argv[1] or PORT (0 = ephemeral); the bound port is printed on stdout
+// ("port N") and written to PORT_FILE when set.  SIGTERM/SIGINT shut down cleanly.
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -43,7 +45,8 @@ using grpc::health::v1::Health;
 using grpc::health::v1::HealthCheckRequest;
 using grpc::health::v1::HealthCheckResponse;
 
-namespace {
+namespace
+{
 
 void fill_echo(const EchoRequest &req, EchoResponse *resp)
 {
@@ -53,7 +56,8 @@ void fill_echo(const EchoRequest &req, EchoResponse *resp)
 
 // ---- callback API ---------------------------------------------------------------------------
 
-class HealthCallback final : public Health::CallbackService {
+class HealthCallback final : public Health::CallbackService
+{
     grpc::ServerUnaryReactor *Check(grpc::CallbackServerContext *ctx, const HealthCheckRequest *,
                                     HealthCheckResponse *resp) override
     {
@@ -64,7 +68,8 @@ class HealthCallback final : public Health::CallbackService {
     }
 };
 
-class TestCallback final : public TestService::CallbackService {
+class TestCallback final : public TestService::CallbackService
+{
     grpc::ServerUnaryReactor *Echo(grpc::CallbackServerContext *ctx, const EchoRequest *req,
                                    EchoResponse *resp) override
     {
@@ -77,13 +82,15 @@ class TestCallback final : public TestService::CallbackService {
 
 // ---- async (completion queue) API -----------------------------------------------------------
 
-class Call {
+class Call
+{
   public:
     virtual ~Call() = default;
     virtual void Proceed(bool ok) = 0;
 };
 
-template <class Svc, class Req, class Resp> class UnaryCall final : public Call {
+template <class Svc, class Req, class Resp> class UnaryCall final : public Call
+{
   public:
     using Request = void (Svc::AsyncService::*)(grpc::ServerContext *, Req *,
                                                 grpc::ServerAsyncResponseWriter<Resp> *,
@@ -210,11 +217,9 @@ int main(int argc, char **argv)
         for (auto &cq : cqs) {
             for (int i = 0; i < prepost; i++) {
                 new UnaryCall<Health, HealthCheckRequest, HealthCheckResponse>(
-                    &health_async, cq.get(), &Health::AsyncService::RequestCheck,
-                    health_handler);
+                    &health_async, cq.get(), &Health::AsyncService::RequestCheck, health_handler);
                 new UnaryCall<TestService, EchoRequest, EchoResponse>(
-                    &test_async, cq.get(), &TestService::AsyncService::RequestEcho,
-                    echo_handler);
+                    &test_async, cq.get(), &TestService::AsyncService::RequestEcho, echo_handler);
             }
         }
         for (auto &cq : cqs)
@@ -229,8 +234,7 @@ int main(int argc, char **argv)
             std::rename(tmp.c_str(), pf);
         }
     }
-    std::printf("port %d mode %s threads %d\n", bound, mode.c_str(),
-                mode == "async" ? threads : 0);
+    std::printf("port %d mode %s threads %d\n", bound, mode.c_str(), mode == "async" ? threads : 0);
     std::fflush(stdout);
 
     std::signal(SIGTERM, on_signal);
