@@ -426,6 +426,18 @@ def main():
          'gateway metrics count requests by route, method and status',
          '\n'.join(l for l in text.splitlines() if l.startswith('http_requests_total')))
 
+    # ---- every /metrics is valid Prometheus text (promtool) -----------------------------------
+    promtool = shutil.which('promtool')
+    for name, port in [('gateway', gw)] + [(k, ports[k]) for k in sorted(ports) if have[k]]:
+        r = req(port, 'GET', '/metrics')
+        if promtool is None:
+            T.skip('promtool accepts %s /metrics' % name, 'promtool not installed')
+            continue
+        pt = subprocess.run([promtool, 'check', 'metrics'], input=r.body, capture_output=True)
+        T.ok(r.status == 200 and pt.returncode == 0 and
+             b'rpc_server_handled_total' in r.body and b'process_resident_memory_bytes' in r.body,
+             'promtool accepts %s /metrics' % name, (pt.stdout + pt.stderr)[-500:])
+
     # ---- an upstream that never answers: 504, and /health says so --------------------------
     hole = socket.socket()
     hole.bind(('127.0.0.1', 0))

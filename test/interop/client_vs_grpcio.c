@@ -14,6 +14,7 @@
 #include "fsr/server.h"
 
 #include "fsrtest.pb-c.h"
+#include "grpc_health_v1.fsr.h"
 #include "grpc/health/v1/health.pb-c.h"
 
 #include <check.h>
@@ -372,6 +373,86 @@ START_TEST(test_interop_blocking)
     ck_assert_int_eq(st.code, FSR_NOT_FOUND);
     ck_assert_str_eq(st.message, "unknown service");
     ck_assert_ptr_null(resp);
+    env_close(&e);
+}
+END_TEST
+
+/* ---- the generated typed stubs (gen/stubs) against grpcio -------------------------- */
+
+typedef struct typed_box {
+    int done;
+    fsr_code code;
+    int status; /* HealthCheckResponse.status, -1 if none */
+    int n_msgs;
+} typed_box;
+
+static void on_typed_check(const fsr_result *res, const Grpc__Health__V1__HealthCheckResponse *resp,
+                           void *arg)
+{
+    typed_box *b = arg;
+    b->done++;
+    b->code = res->status.code;
+    b->status = resp != NULL ? (int)resp->status : -1;
+}
+
+static void on_typed_watch_msg(const Grpc__Health__V1__HealthCheckResponse *msg, void *arg)
+{
+    typed_box *b = arg;
+    b->n_msgs++;
+    b->status = (int)msg->status;
+}
+
+static void on_typed_done(const fsr_result *res, void *arg)
+{
+    typed_box *b = arg;
+    b->done++;
+    b->code = res->status.code;
+}
+
+START_TEST(test_interop_generated_stubs)
+{
+    env e;
+    env_open(&e, server_port, NULL);
+    Grpc__Health__V1__HealthCheckRequest req = make_req("fsr.test.Echo");
+
+    /* Blocking form. */
+    Grpc__Health__V1__HealthCheckResponse *resp = NULL;
+    fsr_status st;
+    char buf[128];
+    ck_assert_int_eq(
+        grpc_health_v1_health_check_blocking(e.ch, &req, NULL, &resp, &st, buf, sizeof(buf)), 0);
+    ck_assert_int_eq(st.code, FSR_OK);
+    ck_assert_ptr_nonnull(resp);
+    ck_assert_int_eq(resp->status,
+                     GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+
+    /* Callback form, with a deadline and metadata through the options. */
+    fsr_md md[] = { { "x-typed", "yes", 3 } };
+    fsr_call_opts opts = { .timeout_ms = 5000, .metadata = md, .n_metadata = 1 };
+    typed_box b = { 0, FSR_UNKNOWN, -1, 0 };
+    ck_assert_int_eq(grpc_health_v1_health_check(e.ch, &req, &opts, on_typed_check, &b), 0);
+    ck_assert(run_until(e.loop, &b.done, 1, 10000));
+    ck_assert_int_eq(b.code, FSR_OK);
+    ck_assert_int_eq(b.status, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+
+    /* An error status comes through the typed callback with no response. */
+    req = make_req("nope");
+    typed_box nb = { 0, FSR_OK, -1, 0 };
+    ck_assert_int_eq(grpc_health_v1_health_check(e.ch, &req, NULL, on_typed_check, &nb), 0);
+    ck_assert(run_until(e.loop, &nb.done, 1, 10000));
+    ck_assert_int_eq(nb.code, FSR_NOT_FOUND);
+    ck_assert_int_eq(nb.status, -1);
+
+    /* Server-streaming form. */
+    req = make_req("fsr.test.Echo");
+    typed_box wb = { 0, FSR_UNKNOWN, -1, 0 };
+    fsr_call_opts wopts = { .timeout_ms = 10000 };
+    ck_assert_int_eq(
+        grpc_health_v1_health_watch(e.ch, &req, &wopts, on_typed_watch_msg, on_typed_done, &wb), 0);
+    ck_assert(run_until(e.loop, &wb.done, 1, 15000));
+    ck_assert_int_ge(wb.n_msgs, 1);
+    ck_assert_int_eq(wb.status, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
     env_close(&e);
 }
 END_TEST
@@ -1177,6 +1258,7 @@ static Suite *interop_suite(void)
     tcase_add_test(tc, test_interop_unary_empty_message);
     tcase_add_test(tc, test_interop_health_check);
     tcase_add_test(tc, test_interop_blocking);
+    tcase_add_test(tc, test_interop_generated_stubs);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("status");
