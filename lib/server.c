@@ -12,6 +12,7 @@
 #include <netdb.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -471,6 +472,33 @@ static void begin_drain(void *arg)
     on_drain_tick(-1, 0, w);
 }
 
+/*
+ * After a burst of traffic glibc keeps the freed heap (per-thread arenas) mapped, so RSS
+ * stays at its peak.  Once the whole server has been idle for a full tick, hand the free
+ * pages back with malloc_trim() -- once per idle period, never on the request path.
+ */
+#define TRIM_TICK_S 2
+
+static void on_trim_tick(evutil_socket_t fd, short what, void *arg)
+{
+    srv_worker *w0 = arg;
+    fsr_server *srv = w0->srv;
+    (void)fd;
+    (void)what;
+    uint64_t total = 0;
+    for (int i = 0; i < srv->n_workers; i++)
+        total += atomic_load_explicit(&srv->workers[i].requests, memory_order_relaxed);
+    if (total != srv->trim_seen) {
+        srv->trim_seen = total;
+        srv->trimmed = false;
+    } else if (!srv->trimmed) {
+        malloc_trim(0);
+        srv->trimmed = true;
+    }
+    struct timeval tv = { TRIM_TICK_S, 0 };
+    event_add(w0->trim_timer, &tv);
+}
+
 static void *worker_main(void *arg)
 {
     srv_worker *w = arg;
@@ -482,6 +510,12 @@ static void *worker_main(void *arg)
     w->accept_ev =
         event_new(fsr_loop_base(w->loop), w->listen_fd, EV_READ | EV_PERSIST, on_accept, w);
     event_add(w->accept_ev, NULL);
+    if (w->index == 0) {
+        srv->trimmed = true; /* nothing to give back before the first request */
+        w->trim_timer = evtimer_new(fsr_loop_base(w->loop), on_trim_tick, w);
+        struct timeval tv = { TRIM_TICK_S, 0 };
+        event_add(w->trim_timer, &tv);
+    }
     pthread_mutex_lock(&srv->lock);
     srv->n_started++;
     pthread_cond_broadcast(&srv->cond);
@@ -490,6 +524,8 @@ static void *worker_main(void *arg)
     fsr_loop_run(w->loop);
 
     fsr__h1_drain_all(w, true);
+    if (w->trim_timer != NULL)
+        event_free(w->trim_timer);
     if (srv->cfg.thread_dispose != NULL)
         srv->cfg.thread_dispose(w->ctx, srv->cfg.thread_arg);
     fsr_loop_free(w->loop);

@@ -158,6 +158,7 @@ static char *grow(fsr_arena *a, char *old, size_t old_len, const char *add, size
 static int on_message_begin(http_parser *p)
 {
     h1_conn *c = p->data;
+    fsr__worker_count_request(c->w);
     c->cur = fsr__http_req_new(c->w);
     c->url = NULL;
     c->url_len = 0;

@@ -806,6 +806,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     srv_conn *c = user_data;
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
+    fsr__worker_count_request(c->w);
     fsr_call *call = fsr_xcalloc(1, sizeof(*call));
     fsr_arena_init(&call->arena);
     call->conn = c;

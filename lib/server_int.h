@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -47,6 +48,8 @@ struct fsr_server {
     int n_drained;
     int n_started;
     int bind_error;
+    uint64_t trim_seen; /* worker 0's idle tracking: request count at the last tick */
+    bool trimmed;       /* memory trimmed since the last request */
 };
 
 struct srv_worker {
@@ -62,6 +65,8 @@ struct srv_worker {
     int running;     /* dispatched handlers not yet finished (even if their client left) */
     bool draining;
     struct event *drain_timer;
+    struct event *trim_timer;  /* worker 0 only: give memory back to the OS when idle */
+    _Atomic uint64_t requests; /* requests begun on this thread (read by worker 0) */
     int64_t drain_deadline;
 };
 
@@ -121,6 +126,12 @@ bool fsr__request_id_ok(const char *s, size_t len);
 
 /* Readiness of the process as seen from worker |w|. */
 bool fsr__server_ready(srv_worker *w);
+
+/* Counts a request begun on |w| (for idle detection); cheap, thread-local counter. */
+static inline void fsr__worker_count_request(srv_worker *w)
+{
+    atomic_fetch_add_explicit(&w->requests, 1, memory_order_relaxed);
+}
 
 /* The worker serving |call|. */
 srv_worker *fsr__call_worker(fsr_call *call);

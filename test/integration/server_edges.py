@@ -301,6 +301,33 @@ def case_idle_rss_under_10_mib(t):
         proc.wait(timeout=10)
 
 
+def case_idle_rss_after_load_returns_under_10_mib(t):
+    if t.sanitized or not shutil.which("h2load"):
+        return
+    proc, port = start(t.binary, t.tmp)
+    try:
+        body = os.path.join(t.tmp, "empty.bin")
+        with open(body, "wb") as f:
+            f.write(b"\x00\x00\x00\x00\x00")
+        r = subprocess.run(["h2load", "-n", "60000", "-c", "64", "-m", "10", "-t", "1", "-d", body,
+                            "-H", "content-type: application/grpc", "-H", "te: trailers",
+                            "http://127.0.0.1:%d/grpc.health.v1.Health/Check" % port],
+                           capture_output=True, text=True, timeout=120)
+        assert "60000 succeeded" in r.stdout, r.stdout[-400:]
+        rss_kb = 0
+        for _ in range(20):  # the server trims after a full idle tick (2-4 s)
+            time.sleep(0.5)
+            with open("/proc/%d/status" % proc.pid) as f:
+                rss_kb = int([ln for ln in f if ln.startswith("VmRSS:")][0].split()[1])
+            if rss_kb < 10 * 1024 and _ >= 10:
+                break
+        print("# RSS of fsr-test-server idle after 60000 calls on 64 connections: %d KiB" % rss_kb)
+        assert rss_kb < 10 * 1024, rss_kb
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def case_graceful_shutdown_finishes_in_flight(t):
     proc, port = start(t.binary, t.tmp)
     body = b"\x28\x90\x03"  # EchoRequest{sleep_ms: 400}
