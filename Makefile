@@ -8,7 +8,18 @@ STACK := BUILD_DIR=$(BUILD) scripts/stack.sh
 .DEFAULT_GOAL := help
 .PHONY: help deps build up down restart status health logs logs-equity logs-fi logs-portfolio \
 	logs-gateway test test-asan db-migrate shell-equity shell-fi shell-portfolio backup clean \
-	bench lint format demo-data
+	bench lint format demo-data restore scale-equity scale-fi scale-portfolio
+
+# `make scale-equity 3`: the word after a scale-* goal is its N (so make must not build it);
+# `make scale-equity N=3` works too.
+SCALE_GOALS := scale-equity scale-fi scale-portfolio
+ifneq ($(filter $(SCALE_GOALS),$(MAKECMDGOALS)),)
+  SCALE_ARGS := $(filter-out $(SCALE_GOALS),$(MAKECMDGOALS))
+  N ?= $(firstword $(SCALE_ARGS))
+  ifneq ($(SCALE_ARGS),)
+    $(eval $(SCALE_ARGS):;@:)
+  endif
+endif
 
 help: ## this list
 	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | \
@@ -76,8 +87,20 @@ shell-fi: ## psql on the fixed income database
 shell-portfolio: ## psql on the portfolio database
 	@$(STACK) psql portfolio
 
-backup: ## pg_dump each database into backups/<db>-<timestamp>.sql
-	@$(STACK) backup
+backup: ## pg_dump -Fc of each database into backups/<db>-<UTC timestamp>.dump
+	@scripts/backup.sh
+
+restore: ## restore a database in one transaction: make restore DB=equity [FILE=backups/...dump]
+	@scripts/restore.sh $(DB) $(FILE)
+
+scale-equity: ## run N replicas of equity + its worker, gateway balancing: make scale-equity 3
+	@$(STACK) scale equity $(N)
+
+scale-fi: ## run N replicas of fixed income + its worker: make scale-fi 2
+	@$(STACK) scale fi $(N)
+
+scale-portfolio: ## run N replicas of portfolio + its worker: make scale-portfolio 2
+	@$(STACK) scale portfolio $(N)
 
 demo-data: ## (re)load the demo data through the gateway
 	@scripts/demo-data.sh

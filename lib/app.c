@@ -2,14 +2,18 @@
 /* fsr_app_main: the shared main() of every service (config, migrations, pools, server). */
 #include "fsr/app.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "fsr/config.h"
 #include "fsr/log.h"
 #include "fsr/metrics.h"
+#include "jobs_int.h"
 
 typedef struct app {
     const fsr_app_config *cfg;
@@ -20,10 +24,73 @@ typedef struct app {
 
 static app the_app;
 
+#ifndef FSR_VERSION
+#define FSR_VERSION "unknown"
+#endif
+
+/*
+ * Postgres pool gauges.  A pool belongs to its loop thread, so each thread copies its own
+ * figures into atomics once a second and /metrics (rendered on any thread) sums the copies.
+ */
+enum {
+    POOL_SIZE,
+    POOL_CONNECTED,
+    POOL_BUSY,
+    POOL_WAITING,
+    POOL_N
+};
+static const char *const pool_gauge[POOL_N][2] = {
+    { "fsr_pg_pool_size", "Postgres connections configured (all loop threads)." },
+    { "fsr_pg_pool_connected", "Postgres connections up." },
+    { "fsr_pg_pool_busy", "Postgres connections running a statement or held by a transaction." },
+    { "fsr_pg_pool_waiting", "Requests queued for a Postgres connection." },
+};
+
+typedef struct app_thread {
+    fsr_app_ctx ctx; /* first: handlers see &ctx */
+    struct event *tick;
+    atomic_int pool[POOL_N];
+} app_thread;
+
+static double pool_value(void *arg)
+{
+    return atomic_load_explicit((atomic_int *)arg, memory_order_relaxed);
+}
+
+static void pool_snapshot(evutil_socket_t fd, short what, void *arg)
+{
+    app_thread *t = arg;
+    fsr_pg_stats st;
+    fsr_pg_pool_stats(t->ctx.pg, &st);
+    const int v[POOL_N] = { st.size, st.connected, st.busy, st.waiting };
+    for (int i = 0; i < POOL_N; i++)
+        atomic_store_explicit(&t->pool[i], v[i], memory_order_relaxed);
+}
+
+static void pool_gauges_start(app_thread *t)
+{
+    pool_snapshot(-1, 0, t);
+    t->tick = event_new(fsr_loop_base(t->ctx.loop), -1, EV_PERSIST, pool_snapshot, t);
+    struct timeval tv = { 1, 0 };
+    if (t->tick != NULL)
+        event_add(t->tick, &tv);
+    for (int i = 0; i < POOL_N; i++)
+        fsr_metric_gauge_fn(pool_gauge[i][0], pool_gauge[i][1], pool_value, &t->pool[i]);
+}
+
+static void pool_gauges_stop(app_thread *t)
+{
+    for (int i = 0; i < POOL_N; i++)
+        fsr_metric_fn_remove(pool_value, &t->pool[i]);
+    if (t->tick != NULL)
+        event_free(t->tick);
+}
+
 static void *thread_init(fsr_loop *loop, void *arg)
 {
     app *a = arg;
-    fsr_app_ctx *ctx = fsr_xcalloc(1, sizeof(*ctx));
+    app_thread *t = fsr_xcalloc(1, sizeof(*t));
+    fsr_app_ctx *ctx = &t->ctx;
     ctx->loop = loop;
     ctx->cfg = a->cfg;
     if (a->conninfo != NULL) {
@@ -32,6 +99,8 @@ static void *thread_init(fsr_loop *loop, void *arg)
                              .size = a->pool_size };
         if (fsr_pg_pool_new(loop, &pc, &ctx->pg) != 0)
             FSR_ERROR("cannot create the Postgres pool");
+        else
+            pool_gauges_start(t);
     }
     if (a->cfg->default_redis_port != 0 &&
         fsr_redis_new(loop, a->redis.host, a->redis.port, NULL, &ctx->redis) != 0)
@@ -52,6 +121,9 @@ static void thread_dispose(void *p, void *arg)
         return;
     if (a->cfg->thread_dispose != NULL)
         a->cfg->thread_dispose(ctx);
+    fsr__jobs_thread_dispose(); /* GetJob's forwarding channels, while the loop exists */
+    if (ctx->pg != NULL)
+        pool_gauges_stop((app_thread *)ctx);
     fsr_redis_free(ctx->shared);
     fsr_redis_free(ctx->redis);
     fsr_pg_pool_free(ctx->pg);
@@ -182,6 +254,12 @@ int fsr_app_main(const fsr_app_config *cfg, int argc, char **argv)
         return 0;
 
     fsr_metrics_register_process();
+    static const char *const bi_labels[] = { "service", "version" };
+    fsr_gauge_set(
+        fsr_metric_labels(fsr_metric_gauge("fsr_build_info",
+                                           "Always 1: the service and its version.", bi_labels, 2),
+                          (const char *const[]){ cfg->name, FSR_VERSION }),
+        1);
     fsr_server_config sc = {
         .name = cfg->name,
         .port = port,

@@ -5,14 +5,23 @@
  * JSON or the status as the REST error body.  Also /health (aggregated over the
  * upstreams), /openapi.json, /docs and the probes.
  *
- * Threading: the router and the metric families are built once by gw_init() and only
- * read afterwards.  Each loop thread owns its upstream channels and a cache of metric
- * series (gw_thread), so the request path takes no lock once a series is cached.
+ * Threading: the router, the replica addresses and the metric families are built once by
+ * gw_init() and only read afterwards.  Each loop thread owns its upstream channels (one per
+ * replica), its round-robin cursors and back-off marks, and a cache of metric series
+ * (gw_thread), so the request path takes no lock once a series is cached.
+ *
+ * Balancing: an upstream may be several replicas ("host:port,host:port").  Each request
+ * goes to the next replica round-robin, skipping one whose last call failed with
+ * UNAVAILABLE for GW_REPLICA_BACKOFF_MS.  A request that fails with UNAVAILABLE is sent
+ * once more to another replica when that cannot run it twice: the route is idempotent, or
+ * the call never left (no connection could be made).  With several replicas the channels
+ * do not retry by themselves (max_attempts 1): failing over beats waiting on a dead one.
  */
 #include "gateway.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,14 +57,36 @@ typedef struct gw_stat {
     fsr_series *duration;
 } gw_stat;
 
+/* One replica of an upstream as a loop thread sees it. */
+typedef struct gw_replica {
+    fsr_channel *ch;    /* NULL if no channel could be made for the address */
+    int64_t down_until; /* fsr_now_us() before which it is skipped; 0 when healthy */
+} gw_replica;
+
+/* The replicas of one upstream, on one loop thread. */
+typedef struct gw_pool {
+    gw_replica *r; /* g_addrs[up].n entries */
+    size_t n;
+    size_t next; /* round-robin cursor */
+} gw_pool;
+
 /* Per loop thread: upstream channels and cached metric series. */
 typedef struct gw_thread {
     fsr_loop *loop;
-    fsr_channel *ch[GW_UP_COUNT];
+    gw_pool up[GW_UP_COUNT];
     gw_stat *stats; /* gw_n_keys() entries */
+    bool closing;   /* in gw_thread_dispose(): calls end CANCELLED, nothing restarts */
 } gw_thread;
 
+/* The replica addresses of each upstream, split from the configuration. */
+typedef struct gw_addrs {
+    char **addr;
+    size_t n;
+} gw_addrs;
+
 static gw_config g_cfg;
+static gw_addrs g_addrs[GW_UP_COUNT];
+static atomic_uint g_thread_seq; /* spreads the threads' round-robin starting points */
 static gw_router *g_router;
 static fsr_metric *g_requests; /* http_requests_total{route,method,status} */
 static fsr_metric *g_duration; /* http_request_duration_seconds{route,method} */
@@ -176,21 +207,193 @@ static void quote_path(const char *path, char *out, size_t cap)
 
 /* ---- upstream calls ------------------------------------------------------------------- */
 
+/* ---- replicas ------------------------------------------------------------------------- */
+
+/* Splits |list| into trimmed "host:port" entries (fsr_xmalloc()ed into |out|, up to |max|).
+ * Returns the number of entries, or -1 with a message in |err|. */
+static int addr_list_split(const char *list, char **out, size_t max, char *err, size_t cap)
+{
+    if (list == NULL)
+        list = "";
+    size_t n = 0;
+    const char *s = list;
+    for (;;) {
+        const char *end = strchr(s, ',');
+        if (end == NULL)
+            end = s + strlen(s);
+        const char *b = s, *e = end;
+        while (b < e && (*b == ' ' || *b == '\t'))
+            b++;
+        while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        size_t len = (size_t)(e - b);
+        const char *colon = NULL;
+        for (const char *q = b; q < e; q++)
+            colon = *q == ':' ? q : colon;
+        long port = 0;
+        bool ok = len > 0 && len < 256 && colon != NULL && colon > b && colon + 1 < e;
+        for (const char *q = b; ok && q < e; q++) {
+            if (q > colon) {
+                ok = *q >= '0' && *q <= '9' && port <= 65535;
+                port = port * 10 + (*q - '0');
+            } else if (q < colon) {
+                ok = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+                     (*q >= '0' && *q <= '9') || strchr(".-_:[]", *q) != NULL;
+            }
+        }
+        ok = ok && port > 0 && port <= 65535;
+        if (!ok) {
+            snprintf(err, cap, "\"%.*s\" is not host:port", (int)(len < 200 ? len : 200), b);
+            goto fail;
+        }
+        if (n == max) {
+            snprintf(err, cap, "more than %zu addresses", max);
+            goto fail;
+        }
+        if (out != NULL) {
+            out[n] = fsr_xmalloc(len + 1);
+            memcpy(out[n], b, len);
+            out[n][len] = '\0';
+        }
+        n++;
+        if (*end == '\0')
+            break;
+        s = end + 1;
+    }
+    return (int)n;
+fail:
+    for (size_t i = 0; out != NULL && i < n; i++)
+        free(out[i]);
+    return -1;
+}
+
+int gw_addr_list_check(const char *list, char *err, size_t cap)
+{
+    return addr_list_split(list, NULL, GW_MAX_REPLICAS, err, cap) < 0 ? -1 : 0;
+}
+
+/*
+ * The replica for the next call of |pl|: the next one round-robin that is not in back-off,
+ * never |avoid| (-1: none).  When all the others are in back-off, the one whose back-off
+ * ends first (a try beats a refusal).  Returns -1 when there is no other replica.
+ */
+static int pool_pick(gw_pool *pl, int avoid, int64_t now)
+{
+    int fallback = -1;
+    for (size_t i = 0; i < pl->n; i++) {
+        size_t k = (pl->next + i) % pl->n;
+        if ((int)k == avoid || pl->r[k].ch == NULL)
+            continue;
+        if (pl->r[k].down_until <= now) {
+            pl->next = (k + 1) % pl->n;
+            return (int)k;
+        }
+        if (fallback < 0 || pl->r[k].down_until < pl->r[fallback].down_until)
+            fallback = (int)k;
+    }
+    if (fallback >= 0)
+        pl->next = ((size_t)fallback + 1) % pl->n;
+    return fallback;
+}
+
+/* Replica |k| of |up| failed with UNAVAILABLE: skip it for a while (logged once per outage). */
+static void replica_down(gw_thread *t, int up, int k, const char *why)
+{
+    gw_replica *rp = &t->up[up].r[k];
+    int64_t now = fsr_now_us();
+    if (t->closing)
+        return;
+    if (rp->down_until <= now && t->up[up].n > 1)
+        FSR_WARN("%s replica %s unavailable (%s): skipped for %d ms", gw_upstream_key(up),
+                 g_addrs[up].addr[k], why, GW_REPLICA_BACKOFF_MS);
+    rp->down_until = now + (int64_t)GW_REPLICA_BACKOFF_MS * 1000;
+}
+
+/*
+ * True if an UNAVAILABLE with |msg| (lib/client.c's wording, pinned by the refused-connection
+ * POST check of test/integration/scaling_test.py) means the request never reached the
+ * server: no connection could be made, or the server refused the stream.
+ */
+static bool never_sent(const char *msg)
+{
+    static const char *const prefixes[] = { "failed to connect to",
+                                            "timed out connecting to",
+                                            "no HTTP/2 settings from",
+                                            "cannot resolve",
+                                            "the server did not accept the stream",
+                                            "cannot open a stream on the connection" };
+    for (size_t i = 0; i < FSR_ARRAY_SIZE(prefixes); i++) {
+        if (strncmp(msg, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* ---- upstream calls ------------------------------------------------------------------- */
+
 /* One REST request waiting for its upstream reply; lives in the request's arena. */
 typedef struct gw_pending {
     fsr_http_req *r;
     gw_thread *t;
     size_t route;
     int upstream;
+    int replica; /* index into t->up[upstream] */
+    bool retried;
     int64_t t0;
     int64_t timeout_ms;
+    const ProtobufCMessage *msg; /* the request message, in the request's arena */
+    fsr_call_opts opts;          /* metadata in the request's arena */
 } gw_pending;
+
+static void on_upstream_done(const fsr_result *res, void *arg);
+
+static int pending_start(gw_pending *p)
+{
+    const fsr_route *rt = gw_router_route(g_router, p->route);
+    fsr_channel *ch = p->t->up[p->upstream].r[p->replica].ch;
+    return fsr_channel_unary(ch, rt->path, p->msg, rt->output, &p->opts, on_upstream_done, p);
+}
+
+/* After UNAVAILABLE: sends |p| to another replica if that is safe and time is left. */
+static bool retry_elsewhere(gw_pending *p, const char *msg)
+{
+    if (p->retried || p->t->closing || !(p->opts.idempotent || never_sent(msg)))
+        return false;
+    int64_t now = fsr_now_us();
+    int64_t left_ms = p->timeout_ms - (now - p->t0) / 1000;
+    if (left_ms <= 0)
+        return false;
+    int k = pool_pick(&p->t->up[p->upstream], p->replica, now);
+    if (k < 0)
+        return false;
+    int from = p->replica;
+    p->retried = true;
+    p->replica = k;
+    p->opts.timeout_ms = left_ms;
+    if (pending_start(p) != 0) {
+        p->replica = from;
+        return false;
+    }
+    FSR_DEBUG("%s: retrying on %s replica %s", gw_router_route(g_router, p->route)->path,
+              gw_upstream_key(p->upstream), g_addrs[p->upstream].addr[k]);
+    return true;
+}
 
 static void on_upstream_done(const fsr_result *res, void *arg)
 {
     gw_pending *p = arg;
     const fsr_route *rt = gw_router_route(g_router, p->route);
     fsr_log_set_request_id(fsr_http_req_id(p->r));
+    if (res->status.code == FSR_UNAVAILABLE) {
+        const char *why = res->status.message != NULL ? res->status.message : "";
+        replica_down(p->t, p->upstream, p->replica, why);
+        if (retry_elsewhere(p, why)) {
+            fsr_log_set_request_id(NULL);
+            return;
+        }
+    } else {
+        p->t->up[p->upstream].r[p->replica].down_until = 0; /* it answered */
+    }
     if (res->status.code == FSR_OK && res->response != NULL) {
         /* Defaults are emitted (grpc-gateway's EmitUnpopulated): every scalar field of the
          * response is present, so "cash": "0" or "stale": false never go missing. */
@@ -298,16 +501,17 @@ static void serve_route(gw_thread *t, fsr_http_req *r, int64_t t0, const gw_matc
         return;
     }
 
-    fsr_channel *ch = t != NULL ? t->ch[up] : NULL;
-    if (ch == NULL) {
+    int replica = t != NULL ? pool_pick(&t->up[up], -1, fsr_now_us()) : -1;
+    if (replica < 0) {
         gw_error_set(&e, 503, FSR_UNAVAILABLE, NULL, NULL, "%s unavailable", gw_upstream_title(up));
         respond_error(t, r, m->route, t0, &e);
         return;
     }
 
-    /* Forwarded metadata: the request id, and what the services decide on themselves. */
+    /* Forwarded metadata: the request id, and what the services decide on themselves.
+     * In the arena: a retry on another replica sends it again. */
     static const char *const fwd[] = { "authorization", "idempotency-key", "if-match" };
-    fsr_md md[1 + FSR_ARRAY_SIZE(fwd)];
+    fsr_md *md = fsr_arena_alloc(a, sizeof(*md) * (1 + FSR_ARRAY_SIZE(fwd)));
     size_t n_md = 0;
     const char *rid = fsr_http_req_id(r);
     md[n_md++] = (fsr_md){ "x-request-id", rid, strlen(rid) };
@@ -319,15 +523,20 @@ static void serve_route(gw_thread *t, fsr_http_req *r, int64_t t0, const gw_matc
 
     gw_pending *p = fsr_arena_calloc(a, sizeof(*p));
     *p = (gw_pending){
-        .r = r, .t = t, .route = m->route, .upstream = up, .t0 = t0, .timeout_ms = timeout_ms
-    };
-    fsr_call_opts opts = {
+        .r = r,
+        .t = t,
+        .route = m->route,
+        .upstream = up,
+        .replica = replica,
+        .t0 = t0,
         .timeout_ms = timeout_ms,
-        .metadata = md,
-        .n_metadata = n_md,
-        .idempotent = (rt->flags & FSR_M_IDEMPOTENT) != 0,
+        .msg = msg,
+        .opts = { .timeout_ms = timeout_ms,
+                  .metadata = md,
+                  .n_metadata = n_md,
+                  .idempotent = (rt->flags & FSR_M_IDEMPOTENT) != 0 },
     };
-    int rv = fsr_channel_unary(ch, rt->path, msg, rt->output, &opts, on_upstream_done, p);
+    int rv = pending_start(p);
     if (rv != 0) {
         if (rv == FSR_E_TOO_LARGE)
             gw_error_set(&e, 413, FSR_RESOURCE_EXHAUSTED, NULL, NULL,
@@ -341,10 +550,16 @@ static void serve_route(gw_thread *t, fsr_http_req *r, int64_t t0, const gw_matc
 
 /* ---- /health -------------------------------------------------------------------------- */
 
+/*
+ * grpc.health.v1.Health/Check on every replica of every upstream in parallel.  A service
+ * is SERVING when any replica serves; otherwise it takes the most hopeful state among its
+ * replicas.  "replicas" lists each replica's own answer.
+ */
 typedef struct gw_health gw_health;
 typedef struct gw_health_call {
     gw_health *h;
     int up;
+    int replica;
 } gw_health_call;
 
 struct gw_health {
@@ -352,52 +567,95 @@ struct gw_health {
     gw_thread *t;
     int64_t t0;
     int pending;
-    const char *state[GW_UP_COUNT];
-    gw_health_call calls[GW_UP_COUNT];
+    const char **state[GW_UP_COUNT];    /* per replica */
+    gw_health_call *calls[GW_UP_COUNT]; /* per replica */
 };
 
 #define GW_HEALTH_TIMEOUT_MS 1000
 
+static const char *health_aggregate(const char *const *state, size_t n)
+{
+    static const char *const best_first[] = { "SERVING", "NOT_SERVING", "UNKNOWN",
+                                              "DEADLINE_EXCEEDED", "UNAVAILABLE" };
+    for (size_t o = 0; o < FSR_ARRAY_SIZE(best_first); o++) {
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(state[i], best_first[o]) == 0)
+                return best_first[o];
+        }
+    }
+    return n > 0 ? state[0] : "UNAVAILABLE";
+}
+
 static void health_finish(gw_health *h)
 {
+    const char *svc[GW_UP_COUNT];
     bool all = true;
+    size_t cap = 256;
+    for (int i = 0; i < GW_UP_COUNT; i++) {
+        svc[i] = health_aggregate(h->state[i], g_addrs[i].n);
+        all = all && strcmp(svc[i], "SERVING") == 0;
+        cap += 64;
+        for (size_t k = 0; k < g_addrs[i].n; k++)
+            cap += strlen(g_addrs[i].addr[k]) + 64;
+    }
+    char *body = fsr_arena_alloc(fsr_http_req_arena(h->r), cap);
+    size_t n = 0;
+#define HEALTH_PUT(...)                                                                            \
+    do {                                                                                           \
+        int w_ = snprintf(body + n, cap - n, __VA_ARGS__);                                         \
+        if (w_ > 0)                                                                                \
+            n = n + (size_t)w_ < cap ? n + (size_t)w_ : cap - 1;                                   \
+    } while (0)
+    HEALTH_PUT("{\"status\":\"%s\",\"gateway\":\"SERVING\",\"services\":{",
+               all ? "SERVING" : "DEGRADED");
     for (int i = 0; i < GW_UP_COUNT; i++)
-        all = all && strcmp(h->state[i], "SERVING") == 0;
-    char body[512];
-    int n = snprintf(body, sizeof(body),
-                     "{\"status\":\"%s\",\"gateway\":\"SERVING\",\"services\":{"
-                     "\"%s\":\"%s\",\"%s\":\"%s\",\"%s\":\"%s\"}}",
-                     all ? "SERVING" : "DEGRADED", gw_upstream_key(0), h->state[0],
-                     gw_upstream_key(1), h->state[1], gw_upstream_key(2), h->state[2]);
+        HEALTH_PUT("%s\"%s\":\"%s\"", i > 0 ? "," : "", gw_upstream_key(i), svc[i]);
+    HEALTH_PUT("},\"replicas\":{");
+    for (int i = 0; i < GW_UP_COUNT; i++) {
+        HEALTH_PUT("%s\"%s\":[", i > 0 ? "," : "", gw_upstream_key(i));
+        for (size_t k = 0; k < g_addrs[i].n; k++)
+            HEALTH_PUT("%s{\"address\":\"%s\",\"status\":\"%s\"}", k > 0 ? "," : "",
+                       g_addrs[i].addr[k], h->state[i][k]);
+        HEALTH_PUT("]");
+    }
+    HEALTH_PUT("}}");
+#undef HEALTH_PUT
     respond(h->t, h->r, key_special(GW_K_HEALTH), h->t0, all ? 200 : 503,
-            all ? FSR_OK : FSR_UNAVAILABLE, "application/json", body, (size_t)n);
+            all ? FSR_OK : FSR_UNAVAILABLE, "application/json", body, n);
 }
 
 static void on_health_done(const fsr_result *res, void *arg)
 {
     gw_health_call *c = arg;
     gw_health *h = c->h;
+    const char **state = &h->state[c->up][c->replica];
     if (res->status.code == FSR_OK && res->response != NULL) {
         const Grpc__Health__V1__HealthCheckResponse *hr =
             (const Grpc__Health__V1__HealthCheckResponse *)res->response;
         switch (hr->status) {
         case GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING:
-            h->state[c->up] = "SERVING";
+            *state = "SERVING";
             break;
         case GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING:
-            h->state[c->up] = "NOT_SERVING";
+            *state = "NOT_SERVING";
             break;
         default:
-            h->state[c->up] = "UNKNOWN";
+            *state = "UNKNOWN";
             break;
         }
+        if (h->t != NULL)
+            h->t->up[c->up].r[c->replica].down_until = 0; /* it answered */
     } else {
         /* Unreachable, or no answer within the second: named by the gRPC code. */
-        h->state[c->up] = res->status.code == FSR_DEADLINE_EXCEEDED ? "DEADLINE_EXCEEDED"
-                          : res->status.code == FSR_UNAVAILABLE     ? "UNAVAILABLE"
-                                                                    : "NOT_SERVING";
-        FSR_WARN("health: %s: %s: %s", gw_upstream_key(c->up), fsr_code_name(res->status.code),
+        *state = res->status.code == FSR_DEADLINE_EXCEEDED ? "DEADLINE_EXCEEDED"
+                 : res->status.code == FSR_UNAVAILABLE     ? "UNAVAILABLE"
+                                                           : "NOT_SERVING";
+        FSR_WARN("health: %s %s: %s: %s", gw_upstream_key(c->up), g_addrs[c->up].addr[c->replica],
+                 fsr_code_name(res->status.code),
                  res->status.message != NULL ? res->status.message : "");
+        if (res->status.code == FSR_UNAVAILABLE && h->t != NULL)
+            replica_down(h->t, c->up, c->replica,
+                         res->status.message != NULL ? res->status.message : "");
     }
     if (--h->pending == 0) {
         fsr_log_set_request_id(fsr_http_req_id(h->r));
@@ -408,24 +666,32 @@ static void on_health_done(const fsr_result *res, void *arg)
 
 static void serve_health(gw_thread *t, fsr_http_req *r, int64_t t0)
 {
-    gw_health *h = fsr_arena_calloc(fsr_http_req_arena(r), sizeof(*h));
+    fsr_arena *a = fsr_http_req_arena(r);
+    gw_health *h = fsr_arena_calloc(a, sizeof(*h));
     h->r = r;
     h->t = t;
     h->t0 = t0;
-    h->pending = GW_UP_COUNT + 1; /* +1: held until every call has been started */
+    h->pending = 1; /* held until every call has been started */
     Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     const char *rid = fsr_http_req_id(r);
     fsr_md md = { "x-request-id", rid, strlen(rid) };
     fsr_call_opts opts = { .timeout_ms = GW_HEALTH_TIMEOUT_MS, .metadata = &md, .n_metadata = 1 };
     for (int i = 0; i < GW_UP_COUNT; i++) {
-        h->calls[i] = (gw_health_call){ h, i };
-        h->state[i] = "UNAVAILABLE";
-        fsr_channel *ch = t != NULL ? t->ch[i] : NULL;
-        if (ch != NULL && fsr_channel_unary(ch, "/grpc.health.v1.Health/Check", &req.base,
-                                            &grpc__health__v1__health_check_response__descriptor,
-                                            &opts, on_health_done, &h->calls[i]) == 0)
-            continue;
-        h->pending--; /* never started: its callback will not run */
+        size_t n = g_addrs[i].n;
+        h->state[i] = fsr_arena_calloc(a, sizeof(*h->state[i]) * (n > 0 ? n : 1));
+        h->calls[i] = fsr_arena_calloc(a, sizeof(*h->calls[i]) * (n > 0 ? n : 1));
+        for (size_t k = 0; k < n; k++) {
+            h->calls[i][k] = (gw_health_call){ h, i, (int)k };
+            h->state[i][k] = "UNAVAILABLE";
+            fsr_channel *ch = t != NULL && k < t->up[i].n ? t->up[i].r[k].ch : NULL;
+            h->pending++;
+            if (ch != NULL &&
+                fsr_channel_unary(ch, "/grpc.health.v1.Health/Check", &req.base,
+                                  &grpc__health__v1__health_check_response__descriptor, &opts,
+                                  on_health_done, &h->calls[i][k]) == 0)
+                continue;
+            h->pending--; /* never started: its callback will not run */
+        }
     }
     /* Callbacks never run inside fsr_channel_unary(), so nothing has finished yet. */
     if (--h->pending == 0)
@@ -547,6 +813,19 @@ void gw_handle(fsr_http_req *r, void *arg)
 int gw_init(const gw_config *cfg, const fsr_route *routes, size_t n_routes)
 {
     g_cfg = *cfg;
+    for (int i = 0; i < GW_UP_COUNT; i++) {
+        char err[300];
+        char **addr = fsr_xcalloc(GW_MAX_REPLICAS, sizeof(*addr));
+        int n = addr_list_split(cfg->upstream_addr[i], addr, GW_MAX_REPLICAS, err, sizeof(err));
+        if (n < 0) {
+            FSR_ERROR("gateway: %s addresses: %s", gw_upstream_key(i), err);
+            free(addr);
+            return FSR_E_CONFIG;
+        }
+        g_addrs[i] = (gw_addrs){ addr, (size_t)n };
+        if (n > 1)
+            FSR_INFO("gateway: %s: %d replicas, round-robin", gw_upstream_key(i), n);
+    }
     int rv = gw_router_new(routes, n_routes, &g_router);
     if (rv != 0)
         return rv;
@@ -566,6 +845,12 @@ void gw_shutdown(void)
 {
     gw_router_free(g_router);
     g_router = NULL;
+    for (int i = 0; i < GW_UP_COUNT; i++) {
+        for (size_t k = 0; k < g_addrs[i].n; k++)
+            free(g_addrs[i].addr[k]);
+        free(g_addrs[i].addr);
+        g_addrs[i] = (gw_addrs){ NULL, 0 };
+    }
 }
 
 void *gw_thread_init(fsr_app_ctx *ctx)
@@ -573,11 +858,20 @@ void *gw_thread_init(fsr_app_ctx *ctx)
     gw_thread *t = fsr_xcalloc(1, sizeof(*t));
     t->loop = ctx->loop;
     t->stats = fsr_xcalloc(gw_n_keys(), sizeof(*t->stats));
-    fsr_channel_opts co = { .max_message_size = g_cfg.max_upstream_message };
+    unsigned seq = atomic_fetch_add(&g_thread_seq, 1u);
     for (int i = 0; i < GW_UP_COUNT; i++) {
-        if (fsr_channel_new(ctx->loop, g_cfg.upstream_addr[i], &co, &t->ch[i]) != 0) {
-            FSR_ERROR("gateway: bad %s address \"%s\"", gw_upstream_key(i), g_cfg.upstream_addr[i]);
-            t->ch[i] = NULL;
+        gw_pool *pl = &t->up[i];
+        pl->n = g_addrs[i].n;
+        pl->r = fsr_xcalloc(pl->n > 0 ? pl->n : 1, sizeof(*pl->r));
+        pl->next = pl->n > 0 ? seq % pl->n : 0;
+        /* Several replicas: fail over at once rather than retry a dead one (see the top). */
+        fsr_channel_opts co = { .max_message_size = g_cfg.max_upstream_message,
+                                .max_attempts = pl->n > 1 ? 1 : 0 };
+        for (size_t k = 0; k < pl->n; k++) {
+            if (fsr_channel_new(ctx->loop, g_addrs[i].addr[k], &co, &pl->r[k].ch) != 0) {
+                FSR_ERROR("gateway: bad %s address \"%s\"", gw_upstream_key(i), g_addrs[i].addr[k]);
+                pl->r[k].ch = NULL;
+            }
         }
     }
     return t;
@@ -588,8 +882,17 @@ void gw_thread_dispose(fsr_app_ctx *ctx)
     gw_thread *t = ctx->user;
     if (t == NULL)
         return;
+    /* Freeing a channel completes its calls (CANCELLED): the pools stay valid until all are
+     * closed, and nothing is retried meanwhile. */
+    t->closing = true;
+    for (int i = 0; i < GW_UP_COUNT; i++) {
+        for (size_t k = 0; k < t->up[i].n; k++) {
+            fsr_channel_free(t->up[i].r[k].ch);
+            t->up[i].r[k].ch = NULL;
+        }
+    }
     for (int i = 0; i < GW_UP_COUNT; i++)
-        fsr_channel_free(t->ch[i]);
+        free(t->up[i].r);
     free(t->stats);
     free(t);
     ctx->user = NULL;

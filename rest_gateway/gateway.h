@@ -207,12 +207,32 @@ char *gw_error_json(fsr_code code, const char *message, const char *field, const
 
 /* ---- the HTTP side ------------------------------------------------------------------- */
 
+/* At most this many replicas per upstream (comma-separated addresses). */
+#define GW_MAX_REPLICAS 64
+
+/* While a replica is skipped after its call failed with UNAVAILABLE. */
+#define GW_REPLICA_BACKOFF_MS 1000
+
+/*
+ * Checks an upstream address list: one or more "host:port" separated by commas (spaces
+ * around them allowed), a numeric port in 1..65535, a host of letters, digits and ".-_:[]"
+ * (IPv6 in brackets), at most GW_MAX_REPLICAS entries.  Returns 0, or -1 with a message in
+ * |err| (|cap| bytes).
+ */
+int gw_addr_list_check(const char *list, char *err, size_t cap);
+
 /* The gateway's global configuration, set once by main() before threads start. */
 typedef struct gw_config {
-    const char *upstream_addr[GW_UP_COUNT]; /* "host:port" */
-    int64_t default_timeout_ms;             /* without X-Timeout-Ms: 10000 */
-    int64_t max_timeout_ms;                 /* X-Timeout-Ms cap: 60000 */
-    size_t max_upstream_message;            /* per channel: 16 MiB */
+    /*
+     * "host:port[,host:port...]": the replicas of each upstream.  Each loop thread opens
+     * one channel per replica and sends requests round-robin; a replica whose call failed
+     * with UNAVAILABLE is skipped for GW_REPLICA_BACKOFF_MS, and such a request is tried
+     * once more on another replica when it is idempotent or provably never left.
+     */
+    const char *upstream_addr[GW_UP_COUNT];
+    int64_t default_timeout_ms;  /* without X-Timeout-Ms: 10000 */
+    int64_t max_timeout_ms;      /* X-Timeout-Ms cap: 60000 */
+    size_t max_upstream_message; /* per channel: 16 MiB */
 } gw_config;
 
 /*

@@ -9,21 +9,6 @@
 #include "fsr/config.h"
 #include "fsr/log.h"
 
-/* "host:port" with a numeric port in 1..65535 (fsr_channel_new() checks the same later). */
-static bool addr_ok(const char *s)
-{
-    const char *colon = s != NULL ? strrchr(s, ':') : NULL;
-    if (colon == NULL || colon == s || colon[1] == '\0')
-        return false;
-    long port = 0;
-    for (const char *p = colon + 1; *p != '\0'; p++) {
-        if (*p < '0' || *p > '9' || port > 65535)
-            return false;
-        port = port * 10 + (*p - '0');
-    }
-    return port > 0 && port <= 65535;
-}
-
 int main(int argc, char **argv)
 {
     /* Everything else (PORT, THREADS, LOG_*, MAX_MESSAGE_SIZE...) is read by fsr_app_main. */
@@ -55,10 +40,11 @@ int main(int argc, char **argv)
             fprintf(stderr, "fsr-gateway: configuration: %s\n", err);
             return 2;
         }
+        /* Each is "host:port", or several separated by commas: replicas, balanced. */
         for (int i = 0; i < GW_UP_COUNT; i++) {
-            if (!addr_ok(addr[i])) {
-                fprintf(stderr, "fsr-gateway: configuration: %s: \"%s\" is not host:port\n",
-                        table[i].env, addr[i] != NULL ? addr[i] : "");
+            char aerr[300];
+            if (gw_addr_list_check(addr[i], aerr, sizeof(aerr)) != 0) {
+                fprintf(stderr, "fsr-gateway: configuration: %s: %s\n", table[i].env, aerr);
                 return 2;
             }
         }

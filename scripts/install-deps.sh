@@ -4,6 +4,8 @@
 #   scripts/install-deps.sh           Debian packages, then the npm test tools
 #   scripts/install-deps.sh --list    print the Debian package list (one per line)
 #   scripts/install-deps.sh --debs    Debian packages only
+#   scripts/install-deps.sh --build-debs   only the packages that build the binaries (images)
+#   scripts/install-deps.sh --list-build   print that subset
 #   scripts/install-deps.sh --npm     npm test tools only
 #
 # Idempotent and fast when everything is present: dpkg-query decides; apt-get runs only when
@@ -22,8 +24,19 @@ FSR_DEB_PACKAGES=(
     python3 python3-grpcio python3-protobuf python3-grpc-tools protobuf-compiler-grpc
     libgrpc++-dev nghttp2-client golang-github-gogo-googleapis-dev
     prometheus clang-format cppcheck curl ca-certificates nodejs npm jq procps iproute2
+    kubernetes-client python3-yaml python3-jsonschema
+    quantlib-python python3-numpy python3-scipy
 )
 export FSR_DEB_PACKAGES_LIST="${FSR_DEB_PACKAGES[*]}"
+
+# The subset that builds the binaries (the container images' build stage: --build-debs).
+# Every one must also be in the list above (test/k8s/dockerfile_check.py checks).
+FSR_BUILD_DEB_PACKAGES=(
+    build-essential meson ninja-build pkg-config
+    libnghttp2-dev libevent-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
+    libprotobuf-dev libpq-dev libhiredis-dev libjansson-dev libssl-dev libhttp-parser-dev
+    nanopb libnanopb-dev python3 python3-protobuf golang-github-gogo-googleapis-dev
+)
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -35,6 +48,7 @@ provided_by_command() {
     case "$1" in
     npm) command -v npm >/dev/null 2>&1 ;;
     nodejs) command -v node >/dev/null 2>&1 ;;
+    kubernetes-client) command -v kubectl >/dev/null 2>&1 ;; # any kubectl with `kustomize`
     *) return 1 ;;
     esac
 }
@@ -139,11 +153,16 @@ install_npm_tools() {
 
 case "${1:-all}" in
 --list) printf '%s\n' "${FSR_DEB_PACKAGES[@]}" ;;
+--list-build) printf '%s\n' "${FSR_BUILD_DEB_PACKAGES[@]}" ;;
 --debs) install_debs ;;
+--build-debs)
+    FSR_DEB_PACKAGES=("${FSR_BUILD_DEB_PACKAGES[@]}")
+    install_debs
+    ;;
 --npm) install_npm_tools ;;
 all) install_debs && install_npm_tools ;;
 *)
-    echo "usage: $0 [--list|--debs|--npm]" >&2
+    echo "usage: $0 [--list|--list-build|--debs|--build-debs|--npm]" >&2
     exit 2
     ;;
 esac

@@ -8,6 +8,8 @@
 #   scripts/stack.sh migrate                   run each service with --migrate-only
 #   scripts/stack.sh psql equity|fi|portfolio  psql shell on that service's database
 #   scripts/stack.sh backup                    pg_dump each database into backups/
+#   scripts/stack.sh restore DB [FILE]         restore DB (equity|fi|portfolio) from a backup
+#   scripts/stack.sh scale equity|fi|portfolio N   run N replicas of a service and its worker
 #   scripts/stack.sh env                       print the environment the services get
 #
 # Every port is an environment variable (see README.md); defaults work on one machine.
@@ -38,6 +40,7 @@ pids_dir="$RUN_DIR/pids"
 : "${SHARED_REDIS_HOST:=127.0.0.1}" "${SHARED_REDIS_PORT:=6381}"
 : "${PORTFOLIO_REDIS_HOST:=127.0.0.1}" "${PORTFOLIO_REDIS_PORT:=6382}"
 : "${EQUITY_PORT:=8001}" "${FI_PORT:=8002}" "${PORTFOLIO_PORT:=8003}" "${GATEWAY_PORT:=8000}"
+: "${EQUITY_WORKER_PORT:=9101}" "${FI_WORKER_PORT:=9102}" "${PORTFOLIO_WORKER_PORT:=9103}"
 : "${EQUITY_SERVICE_ADDR:=127.0.0.1:$EQUITY_PORT}"
 : "${FI_SERVICE_ADDR:=127.0.0.1:$FI_PORT}"
 : "${PORTFOLIO_SERVICE_ADDR:=127.0.0.1:$PORTFOLIO_PORT}"
@@ -68,11 +71,83 @@ SERVICES=(
     "fsr-portfolio|$BUILD_DIR/svc_portfolio/fsr-portfolio|$PORTFOLIO_PORT|"
 )
 WORKERS=(
-    "fsr-worker-equity|$BUILD_DIR/svc_worker/fsr-worker|0|--queue equity"
-    "fsr-worker-fixed-income|$BUILD_DIR/svc_worker/fsr-worker|0|--queue fixed_income"
-    "fsr-worker-portfolio|$BUILD_DIR/svc_worker/fsr-worker|0|--queue portfolio"
+    "fsr-worker-equity|$BUILD_DIR/svc_worker/fsr-worker|$EQUITY_WORKER_PORT|--queue equity"
+    "fsr-worker-fixed-income|$BUILD_DIR/svc_worker/fsr-worker|$FI_WORKER_PORT|--queue fixed_income"
+    "fsr-worker-portfolio|$BUILD_DIR/svc_worker/fsr-worker|$PORTFOLIO_WORKER_PORT|--queue portfolio"
 )
 GATEWAY=("fsr-gateway|$BUILD_DIR/rest_gateway/fsr-gateway|$GATEWAY_PORT|")
+
+# --- scaling (scripts/stack.sh scale SERVICE N; make scale-equity N) ---------------------------
+# Replica 1 of a service and its worker are the entries above.  Replicas 2..N are added here
+# from $RUN_DIR/scale/<service> (written by `scale`), so up, down, restart and status handle
+# them like everything else: fsr-equity-K on EQUITY_PORT + SCALE_PORT_STEP*(K-1) (8011, 8021,
+# ...), fsr-worker-equity-K on EQUITY_WORKER_PORT + the same.  Unless *_SERVICE_ADDR was set
+# by hand, the gateway gets every replica's address, comma-separated, and balances over them.
+: "${SCALE_PORT_STEP:=10}" "${SCALE_MAX:=9}"
+scale_dir="$RUN_DIR/scale"
+
+# scale_info equity|fi|portfolio -> key service binary port worker queue worker_port addr_var
+scale_info() {
+    case "$1" in
+    equity)
+        echo "equity fsr-equity $BUILD_DIR/svc_equity/fsr-equity $EQUITY_PORT" \
+            "fsr-worker-equity equity $EQUITY_WORKER_PORT EQUITY_SERVICE_ADDR"
+        ;;
+    fi | fixed-income | fixed_income)
+        echo "fi fsr-fixed-income $BUILD_DIR/svc_fixed_income/fsr-fixed-income $FI_PORT" \
+            "fsr-worker-fixed-income fixed_income $FI_WORKER_PORT FI_SERVICE_ADDR"
+        ;;
+    portfolio)
+        echo "portfolio fsr-portfolio $BUILD_DIR/svc_portfolio/fsr-portfolio $PORTFOLIO_PORT" \
+            "fsr-worker-portfolio portfolio $PORTFOLIO_WORKER_PORT PORTFOLIO_SERVICE_ADDR"
+        ;;
+    *) return 1 ;;
+    esac
+}
+
+# The recorded replica count of a service key (1 when never scaled).
+scale_of() {
+    local n
+    n=$(cat "$scale_dir/$1" 2>/dev/null) || n=1
+    [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] || n=1
+    printf '%s' "$n"
+}
+
+# scale_specs KEY N: sets scale_svc_specs / scale_wrk_specs to replicas 1..N.
+scale_specs() {
+    local key svc bin port wname queue wport addr_var k
+    read -r key svc bin port wname queue wport addr_var < <(scale_info "$1")
+    scale_svc_specs=("$svc|$bin|$port|")
+    scale_wrk_specs=("$wname|$BUILD_DIR/svc_worker/fsr-worker|$wport|--queue $queue")
+    for ((k = 2; k <= $2; k++)); do
+        scale_svc_specs+=("$svc-$k|$bin|$((port + SCALE_PORT_STEP * (k - 1)))|")
+        scale_wrk_specs+=("$wname-$k|$BUILD_DIR/svc_worker/fsr-worker|$((wport + SCALE_PORT_STEP * (k - 1)))|--queue $queue")
+    done
+}
+
+# Points the gateway's *_SERVICE_ADDR of KEY at its N replicas (unless set by hand).
+scale_set_addr() {
+    local key svc bin port wname queue wport addr_var k list
+    read -r key svc bin port wname queue wport addr_var < <(scale_info "$1")
+    case "${!addr_var}" in
+    "127.0.0.1:$port" | "127.0.0.1:$port,"*) ;;
+    *) return 0 ;; # set by hand: left alone
+    esac
+    list="127.0.0.1:$port"
+    for ((k = 2; k <= $2; k++)); do list+=",127.0.0.1:$((port + SCALE_PORT_STEP * (k - 1)))"; done
+    printf -v "$addr_var" '%s' "$list"
+    export "${addr_var?}"
+}
+
+for scale_key in equity "fi" portfolio; do
+    scale_n=$(scale_of "$scale_key")
+    [ "$scale_n" -gt 1 ] || continue
+    scale_specs "$scale_key" "$scale_n"
+    SERVICES+=("${scale_svc_specs[@]:1}")
+    WORKERS+=("${scale_wrk_specs[@]:1}")
+    scale_set_addr "$scale_key" "$scale_n"
+done
+unset scale_key scale_n
 
 # --- helpers --------------------------------------------------------------------------------
 if [ -t 1 ]; then
@@ -207,7 +282,9 @@ start_proc() {
     local -a argv=()
     [ -n "$args" ] && read -r -a argv <<<"$args"
     printf '\n--- %s start %s\n' "$(date -u +%FT%TZ)" "$name" >>"$logs_dir/$name.log"
-    PORT=$port PORT_FILE=$port_file setsid nohup "$bin" "${argv[@]}" \
+    local -a penv=("PORT=$port" "PORT_FILE=$port_file")
+    [ "$port" != 0 ] && penv+=("WORKER_PORT=$port") # fsr-worker replicas (scaling)
+    env "${penv[@]}" setsid nohup "$bin" "${argv[@]}" \
         </dev/null >>"$logs_dir/$name.log" 2>&1 &
     echo $! >"$pids_dir/$name.pid"
     ok "$name" "started (pid $!, log $(rel "$logs_dir/$name.log"))"
@@ -488,26 +565,64 @@ cmd_psql() {
     exec psql -h "$host" -p "$port" -U "$user" -d "$db" "$@"
 }
 
-cmd_backup() {
-    local which host port db user ts out failed=0
-    ts=$(date -u +%Y%m%dT%H%M%SZ)
-    mkdir -p "$BACKUP_DIR"
-    for which in equity fixed_income portfolio; do
-        read -r host port db user < <(db_of "$which")
-        out="$BACKUP_DIR/$db-$ts.sql"
-        if ! pg_isready -q -h "$host" -p "$port"; then
-            bad "backup $db" "PostgreSQL not running on $host:$port (make up)"
-            failed=1
-            continue
+# Backups are scripts/backup.sh and scripts/restore.sh (they take the same environment).
+cmd_backup() { bash "$root/scripts/backup.sh" "$@"; }
+cmd_restore() { bash "$root/scripts/restore.sh" "$@"; }
+
+# --- scaling: the verb ----------------------------------------------------------------------
+# scale SERVICE N: starts replicas 1..N of the service and of its worker, restarts the
+# gateway with their addresses, then stops replicas above N (after the gateway forgot them).
+cmd_scale() {
+    local want=${1:-} n=${2:-} key svc bin port wname queue wport addr_var
+    if ! read -r key svc bin port wname queue wport addr_var < <(scale_info "$want") ||
+        ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt "$SCALE_MAX" ]; then
+        say "usage: $0 scale equity|fi|portfolio N   (1 <= N <= $SCALE_MAX; make scale-equity 3)" >&2
+        return 2
+    fi
+    local dbhost dbport dbname
+    read -r dbhost dbport dbname _ < <(db_of "$key")
+    if ! pg_isready -q -h "$dbhost" -p "$dbport"; then
+        say "scale: the stack is not running (PostgreSQL for $dbname on $dbhost:$dbport); make up first" >&2
+        return 1
+    fi
+    mkdir -p "$logs_dir" "$pids_dir" "$scale_dir"
+    ensure_admin_key
+    local failed=0 spec f k pid name
+    scale_specs "$key" "$n"
+    say "$key: $n replica(s):"
+    for spec in "${scale_svc_specs[@]}"; do start_proc "$spec" || failed=1; done
+    wait_healthy "${scale_svc_specs[@]}" || failed=1
+    for spec in "${scale_wrk_specs[@]}"; do start_proc "$spec" || failed=1; done
+    wait_healthy "${scale_wrk_specs[@]}" || failed=1
+    if [ "$failed" != 0 ]; then
+        say "scale: replicas did not all come up (see FAIL above); the gateway is unchanged" >&2
+        return 1
+    fi
+    printf '%s\n' "$n" >"$scale_dir/$key"
+
+    say "gateway:"
+    scale_set_addr "$key" "$n"
+    local gname gbin
+    IFS='|' read -r gname gbin _ <<<"${GATEWAY[0]}"
+    if pid=$(proc_pid "$gname" "$gbin"); then stop_pid "$gname" "$pid"; fi
+    start_proc "${GATEWAY[0]}" || failed=1
+    wait_healthy "${GATEWAY[0]}" || failed=1
+    ok "$gname" "$addr_var=${!addr_var}"
+
+    # Replicas above N: the gateway no longer sends them anything.
+    local pbin
+    for f in "$pids_dir/$svc"-*.pid "$pids_dir/$wname"-*.pid; do
+        [ -e "$f" ] || continue
+        name=$(basename "$f" .pid)
+        k=${name##*-}
+        if ! [[ $k =~ ^[0-9]+$ ]] || [ "$k" -le "$n" ]; then continue; fi
+        pbin=$bin
+        [ "${name#"$wname"}" != "$name" ] && pbin=$BUILD_DIR/svc_worker/fsr-worker
+        if pid=$(proc_pid "$name" "$pbin"); then
+            stop_pid "$name" "$pid"
+            ok "$name" "stopped (scaled down)"
         fi
-        if pg_dump -h "$host" -p "$port" -U "$user" -d "$db" --no-owner -f "$out.part"; then
-            mv "$out.part" "$out"
-            ok "backup $db" "$(rel "$out") ($(wc -c <"$out") bytes)"
-        else
-            rm -f "$out.part"
-            bad "backup $db" "pg_dump failed"
-            failed=1
-        fi
+        rm -f "$f" "$pids_dir/$name.port"
     done
     return "$failed"
 }
@@ -548,7 +663,7 @@ cmd_env() {
 }
 
 usage() {
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 verb=${1:-}
@@ -565,7 +680,9 @@ health) cmd_health ;;
 logs) cmd_logs "$@" ;;
 migrate) cmd_migrate ;;
 psql | shell) cmd_psql "$@" ;;
-backup) cmd_backup ;;
+backup) cmd_backup "$@" ;;
+restore) cmd_restore "$@" ;;
+scale) cmd_scale "$@" ;;
 env) cmd_env ;;
 -h | --help | help) usage ;;
 *)

@@ -3,6 +3,9 @@
 #include "equity.h"
 
 #include "equity_v1.fsr.h"
+#include "jobs_v1.fsr.h"
+
+#include "fsr/jobs.h"
 
 /*
  * A NULL handler is answered UNIMPLEMENTED by the runtime: the methods below without one
@@ -35,9 +38,17 @@ static const equity_v1_equity_analytics_service_handlers eq_analytics_handlers =
     .covariance = NULL,
 };
 
+/* GET /jobs/{id}: this service's jobs from its database, others' forwarded (lib/jobs.c). */
+static const jobs_v1_job_service_handlers eq_jobs_handlers = {
+    .get_job = fsr_jobs_get_job,
+    .deadline_ms = { .get_job = 2000 },
+};
+
 int eq_register_services(fsr_server *srv)
 {
     int rv = equity_v1_equity_service_register(srv, &eq_handlers);
+    if (rv == 0)
+        rv = jobs_v1_job_service_register(srv, &eq_jobs_handlers);
     if (rv != 0)
         return rv;
     return equity_v1_equity_analytics_service_register(srv, &eq_analytics_handlers);

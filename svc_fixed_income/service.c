@@ -3,6 +3,9 @@
 #include "fixed_income.h"
 
 #include "fixed_income_v1.fsr.h"
+#include "jobs_v1.fsr.h"
+
+#include "fsr/jobs.h"
 
 /*
  * A NULL handler is answered UNIMPLEMENTED by the runtime: the methods below without one
@@ -22,7 +25,16 @@ static const fixed_income_v1_fixed_income_service_handlers fi_handlers = {
     .deadline_ms = { .create_bond = 2000, .get_bond = 1000, .list_bonds = 2000 },
 };
 
+/* GET /jobs/{id}: this service's jobs from its database, others' forwarded (lib/jobs.c). */
+static const jobs_v1_job_service_handlers fi_jobs_handlers = {
+    .get_job = fsr_jobs_get_job,
+    .deadline_ms = { .get_job = 2000 },
+};
+
 int fi_register_services(fsr_server *srv)
 {
-    return fixed_income_v1_fixed_income_service_register(srv, &fi_handlers);
+    int rv = fixed_income_v1_fixed_income_service_register(srv, &fi_handlers);
+    if (rv == 0)
+        rv = jobs_v1_job_service_register(srv, &fi_jobs_handlers);
+    return rv;
 }

@@ -3,6 +3,9 @@
 #include "portfolio.h"
 
 #include "portfolio_v1.fsr.h"
+#include "jobs_v1.fsr.h"
+
+#include "fsr/jobs.h"
 
 /*
  * A NULL handler is answered UNIMPLEMENTED by the runtime: the methods below without one
@@ -43,6 +46,12 @@ static const portfolio_v1_portfolio_analytics_service_handlers pf_analytics_hand
     .rebalance_plan = NULL,
 };
 
+/* GET /jobs/{id}: this service's jobs from its database, others' forwarded (lib/jobs.c). */
+static const jobs_v1_job_service_handlers pf_jobs_handlers = {
+    .get_job = fsr_jobs_get_job,
+    .deadline_ms = { .get_job = 2000 },
+};
+
 int pf_register_services(fsr_server *srv)
 {
     int rv = portfolio_v1_portfolio_service_register(srv, &pf_handlers);
@@ -50,5 +59,7 @@ int pf_register_services(fsr_server *srv)
         rv = portfolio_v1_client_service_register(srv, &pf_client_handlers);
     if (rv == 0)
         rv = portfolio_v1_portfolio_analytics_service_register(srv, &pf_analytics_handlers);
+    if (rv == 0)
+        rv = jobs_v1_job_service_register(srv, &pf_jobs_handlers);
     return rv;
 }

@@ -1076,6 +1076,57 @@ START_TEST(test_pg_migrate_concurrent)
 }
 END_TEST
 
+static void *mig_lock_thread_main(void *arg)
+{
+    mig_thread *t = arg;
+    t->rv = fsr_migrate(t->ci, migs, FSR_ARRAY_SIZE(migs), t->err, sizeof t->err);
+    return NULL;
+}
+
+/*
+ * The lock serialising replicas is pg_advisory_xact_lock(7370707117760419) (lib/migrate.c):
+ * while another session holds it, fsr_migrate() waits on it with nothing applied (not even
+ * the bookkeeping table), and completes once it is released.
+ */
+START_TEST(test_pg_migrate_waits_for_advisory_lock)
+{
+    char ci[512];
+    snprintf(ci, sizeof ci, "%s", mig_conninfo(uniq("it_mig_lock")));
+    char err[512];
+    PGconn *holder;
+    PGresult *res = NULL;
+    ck_assert_msg(fsr_pg_sync_connect(conninfo, &holder, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(fsr_pg_sync_exec(holder, "SELECT pg_advisory_lock(7370707117760419)", 0, NULL,
+                                   &res, err, sizeof err) == 0,
+                  "%s", err);
+    PQclear(res);
+
+    mig_thread t = { .ci = ci, .rv = 1 };
+    pthread_t tid;
+    ck_assert_int_eq(pthread_create(&tid, NULL, mig_lock_thread_main, &t), 0);
+    bool waiting = false;
+    for (int i = 0; i < 100 && !waiting; i++) {
+        waiting = strcmp(mig_scalar(conninfo, "SELECT count(*) FROM pg_locks WHERE locktype = "
+                                              "'advisory' AND NOT granted"),
+                         "1") == 0;
+        if (!waiting)
+            usleep(50 * 1000);
+    }
+    ck_assert_msg(waiting, "fsr_migrate() never waited on the advisory lock");
+    usleep(200 * 1000);
+    ck_assert_str_eq(mig_scalar(ci, "SELECT to_regclass('schema_migrations') IS NULL"), "t");
+
+    ck_assert_msg(fsr_pg_sync_exec(holder, "SELECT pg_advisory_unlock(7370707117760419)", 0, NULL,
+                                   &res, err, sizeof err) == 0,
+                  "%s", err);
+    PQclear(res);
+    pthread_join(tid, NULL);
+    ck_assert_msg(t.rv == 0, "%s", t.err);
+    ck_assert_str_eq(mig_scalar(ci, "SELECT count(*) FROM schema_migrations"), "3");
+    fsr_pg_sync_close(holder);
+}
+END_TEST
+
 FSR_MIGRATIONS_DECLARE(it_migrations);
 
 /* Reads |dir|/|name| whole. */
@@ -1144,6 +1195,7 @@ static Suite *pg_suite(void)
         { "migrate", test_pg_migrate_applies_once },
         { "migrate_checksum", test_pg_migrate_changed_checksum_refused },
         { "migrate_concurrent", test_pg_migrate_concurrent },
+        { "migrate_lock", test_pg_migrate_waits_for_advisory_lock },
         { "migrate_embedded", test_pg_migrate_embedded_files },
     };
     for (size_t i = 0; i < FSR_ARRAY_SIZE(cases); i++) {
