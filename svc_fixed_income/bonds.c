@@ -18,39 +18,6 @@
 #define FI_NAME_MAX   200
 #define FI_ISSUER_MAX 200
 
-/*
- * Timestamps are formatted in SQL as RFC 3339 UTC and dates as YYYY-MM-DD, so the text does
- * not depend on the session's DateStyle or TimeZone.
- */
-#define FI_TS(col)   "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-#define FI_DATE(col) "to_char(" col ", 'YYYY-MM-DD')"
-
-/*
- * Every query returns these columns, in this order (see fi_from_row()).  face travels as
- * text (exact); coupon_rate as float8 text, which Postgres prints with the shortest digits
- * that read back to the same double.
- */
-#define FI_COLS                                                                                    \
-    "id, coalesce(isin, ''), name, issuer, currency, face::text, coupon_rate, frequency, "         \
-    "day_count, " FI_DATE("issue_date") ", " FI_DATE("maturity_date") ", " FI_TS(                  \
-        "created_at") ", " FI_TS("updated_at")
-enum {
-    COL_ID,
-    COL_ISIN,
-    COL_NAME,
-    COL_ISSUER,
-    COL_CURRENCY,
-    COL_FACE,
-    COL_COUPON_RATE,
-    COL_FREQUENCY,
-    COL_DAY_COUNT,
-    COL_ISSUE_DATE,
-    COL_MATURITY_DATE,
-    COL_CREATED_AT,
-    COL_UPDATED_AT,
-    COL_COUNT
-};
-
 static const fsr_pg_stmt fi_insert = {
     "fi_insert",
     "INSERT INTO bonds (isin, name, issuer, currency, face, coupon_rate, frequency, day_count,"
@@ -163,9 +130,9 @@ static char *col_dup(fsr_call *call, const fsr_pg_result *res, int row, int col)
 }
 
 /* Copies row |row| (FI_COLS) into a new Bond in the call's arena; NULL if malformed. */
-static FixedIncome__V1__Bond *fi_from_row(fsr_call *call, const fsr_pg_result *res, int row)
+FixedIncome__V1__Bond *fi_from_row(fsr_call *call, const fsr_pg_result *res, int row)
 {
-    if (fsr_pg_result_cols(res) != COL_COUNT)
+    if (fsr_pg_result_cols(res) < COL_COUNT)
         return NULL;
     FixedIncome__V1__Bond *b = fsr_call_alloc(call, sizeof(*b));
     fixed_income__v1__bond__init(b);
@@ -191,7 +158,7 @@ static FixedIncome__V1__Bond *fi_from_row(fsr_call *call, const fsr_pg_result *r
     return b;
 }
 
-static void fail_db(fsr_call *call, const fsr_pg_result *res, const char *what)
+void fi_fail_db(fsr_call *call, const fsr_pg_result *res, const char *what)
 {
     int st = fsr_pg_result_status(res);
     if (st == FSR_E_DB)
@@ -206,7 +173,7 @@ static void fail_shape(fsr_call *call, const char *what)
     fsr_call_fail(call, FSR_INTERNAL, "internal error");
 }
 
-static fsr_pg_pool *pool_of(fsr_call *call)
+fsr_pg_pool *fi_pool_of(fsr_call *call)
 {
     fsr_pg_pool *pool = fsr_app_ctx_of(call)->pg;
     if (pool == NULL)
@@ -230,7 +197,7 @@ static void on_created(const fsr_pg_result *res, void *arg)
         return;
     }
     if (st != 0) {
-        fail_db(op->call, res, "create bond");
+        fi_fail_db(op->call, res, "create bond");
         return;
     }
     FixedIncome__V1__Bond *b = fsr_pg_result_rows(res) == 1 ? fi_from_row(op->call, res, 0) : NULL;
@@ -330,7 +297,7 @@ void fi_create_bond(fsr_call *call, const FixedIncome__V1__CreateBondRequest *re
         return;
     }
 
-    fsr_pg_pool *pool = pool_of(call);
+    fsr_pg_pool *pool = fi_pool_of(call);
     if (pool == NULL)
         return;
     create_op *op = fsr_call_alloc(call, sizeof(*op));
@@ -364,7 +331,7 @@ static void on_got(const fsr_pg_result *res, void *arg)
 {
     get_op *op = arg;
     if (fsr_pg_result_status(res) != 0) {
-        fail_db(op->call, res, "get bond");
+        fi_fail_db(op->call, res, "get bond");
         return;
     }
     if (fsr_pg_result_rows(res) == 0) {
@@ -389,7 +356,7 @@ void fi_get_bond(fsr_call *call, const FixedIncome__V1__GetBondRequest *req)
         fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "must be a UUID");
         return;
     }
-    fsr_pg_pool *pool = pool_of(call);
+    fsr_pg_pool *pool = fi_pool_of(call);
     if (pool == NULL)
         return;
     get_op *op = fsr_call_alloc(call, sizeof(*op));
@@ -413,7 +380,7 @@ static void on_listed(const fsr_pg_result *res, void *arg)
     list_op *op = arg;
     fsr_call *call = op->call;
     if (fsr_pg_result_status(res) != 0) {
-        fail_db(call, res, "list bonds");
+        fi_fail_db(call, res, "list bonds");
         return;
     }
     int rows = fsr_pg_result_rows(res);
@@ -477,7 +444,7 @@ void fi_list_bonds(fsr_call *call, const FixedIncome__V1__ListBondsRequest *req)
         }
     }
 
-    fsr_pg_pool *pool = pool_of(call);
+    fsr_pg_pool *pool = fi_pool_of(call);
     if (pool == NULL)
         return;
     list_op *op = fsr_call_alloc(call, sizeof(*op));

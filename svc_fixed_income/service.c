@@ -19,10 +19,15 @@ static const fixed_income_v1_fixed_income_service_handlers fi_handlers = {
     .delete_bond = NULL,
     .upsert_quotes = NULL,
     .list_quotes = NULL,
-    .bond_analytics = NULL,
-    .get_bond_analytics = NULL,
-    .batch_analytics = NULL,
-    .deadline_ms = { .create_bond = 2000, .get_bond = 1000, .list_bonds = 2000 },
+    .bond_analytics = fi_bond_analytics,
+    .get_bond_analytics = fi_get_bond_analytics,
+    .batch_analytics = fi_batch_analytics,
+    .deadline_ms = { .create_bond = 2000,
+                     .get_bond = 1000,
+                     .list_bonds = 2000,
+                     .bond_analytics = 1000,
+                     .get_bond_analytics = 1000,
+                     .batch_analytics = 5000 },
 };
 
 /* GET /jobs/{id}: this service's jobs from its database, others' forwarded (lib/jobs.c). */

@@ -780,10 +780,10 @@ START_TEST(test_equity_unimplemented)
     rpc r = call(g_eq.port, EQUITY_V1_PATH("DeleteEquity"), &del,
                  &google__protobuf__empty__descriptor, NULL);
     expect_code(&r, FSR_UNIMPLEMENTED, "DeleteEquity");
-    Equity__V1__CovarianceRequest cov = EQUITY__V1__COVARIANCE_REQUEST__INIT;
-    r = call(g_eq.port, "/equity.v1.EquityAnalyticsService/Covariance", &cov,
+    Equity__V1__GetCovarianceRequest cov = EQUITY__V1__GET_COVARIANCE_REQUEST__INIT;
+    r = call(g_eq.port, EQUITY_V1_PATH("GetCovariance"), &cov,
              &common__v1__covariance_result__descriptor, NULL);
-    expect_code(&r, FSR_UNIMPLEMENTED, "Covariance");
+    expect_code(&r, FSR_UNIMPLEMENTED, "GetCovariance");
 }
 END_TEST
 
@@ -1089,13 +1089,264 @@ START_TEST(test_fi_list_paging)
 }
 END_TEST
 
+/*
+ * Case r000 of test/bondref/reference.json (QuantLib 1.29): 10.2512% annual ACT/ACT-ICMA,
+ * 2000-08-26 to 2008-08-26, settled 2004-08-25 at a yield of 4.263861%.
+ */
+#define R000_SETTLE "2004-08-25"
+static const double r000_yield = 0.04263861, r000_accrued = 10.2231912568306,
+                    r000_clean = 121.61190805113225, r000_dirty = 131.83509930796285,
+                    r000_mac = 3.2563940113379375, r000_mod = 3.123224077936206,
+                    r000_conv = 14.325566553200579, r000_bpv = -0.041174961216949586;
+
+static FixedIncome__V1__BondTerms r000_terms(void)
+{
+    FixedIncome__V1__BondTerms t = FIXED_INCOME__V1__BOND_TERMS__INIT;
+    t.coupon_rate = 0.102512;
+    t.frequency = 1;
+    t.day_count = COMMON__V1__DAY_COUNT__VALUE__ACT_ACT_ICMA;
+    t.issue_date = "2000-08-26";
+    t.maturity_date = "2008-08-26";
+    return t;
+}
+
+#define CK_NEAR(a, b) ck_assert_msg(fabs((a) - (b)) <= 1e-9, "%s = %.17g, want %.17g", #a, a, b)
+
+static void check_r000(const FixedIncome__V1__BondAnalyticsResponse *a)
+{
+    ck_assert_ptr_nonnull(a);
+    ck_assert_str_eq(a->settlement_date, R000_SETTLE);
+    CK_NEAR(a->yield, r000_yield);
+    CK_NEAR(a->accrued, r000_accrued);
+    /* From a price the solver stops within 1e-12 in yield: prices agree to ~1e-10. */
+    CK_NEAR(a->clean_price, r000_clean);
+    CK_NEAR(a->dirty_price, r000_dirty);
+    CK_NEAR(a->macaulay_duration, r000_mac);
+    CK_NEAR(a->modified_duration, r000_mod);
+    CK_NEAR(a->convexity, r000_conv);
+    CK_NEAR(a->bpv, r000_bpv);
+    ck_assert_uint_eq(a->n_cashflows, 6);
+    ck_assert_str_eq(a->cashflows[0]->date, "2004-08-26");
+    CK_NEAR(a->cashflows[0]->amount, 10.251199999999994);
+    ck_assert_int_eq(a->cashflows[0]->kind, FIXED_INCOME__V1__BOND_CASHFLOW__KIND__COUPON);
+    ck_assert_str_eq(a->cashflows[5]->date, "2008-08-26");
+    CK_NEAR(a->cashflows[5]->amount, 100.0);
+    ck_assert_int_eq(a->cashflows[5]->kind, FIXED_INCOME__V1__BOND_CASHFLOW__KIND__REDEMPTION);
+    ck_assert_str_eq(a->previous_coupon_date, "2003-08-26");
+    ck_assert_str_eq(a->next_coupon_date, "2004-08-26");
+}
+
+static rpc fi_analytics(FixedIncome__V1__BondTerms *t, const char *settle, int input, double v)
+{
+    FixedIncome__V1__BondAnalyticsRequest req = FIXED_INCOME__V1__BOND_ANALYTICS_REQUEST__INIT;
+    req.terms = t;
+    req.settlement_date = mut(settle);
+    req.input_case = (FixedIncome__V1__BondAnalyticsRequest__InputCase)input;
+    if (input == FIXED_INCOME__V1__BOND_ANALYTICS_REQUEST__INPUT_YIELD)
+        req.yield = v;
+    else
+        req.clean_price = v;
+    return call(g_fi.port, FI_PATH("BondAnalytics"), &req,
+                &fixed_income__v1__bond_analytics_response__descriptor, NULL);
+}
+
+START_TEST(test_fi_analytics_reference)
+{
+    REQUIRE_UP(g_fi);
+    FixedIncome__V1__BondTerms t = r000_terms();
+    rpc r = fi_analytics(&t, R000_SETTLE, FIXED_INCOME__V1__BOND_ANALYTICS_REQUEST__INPUT_YIELD,
+                         r000_yield);
+    expect_code(&r, FSR_OK, "BondAnalytics from yield");
+    check_r000((const FixedIncome__V1__BondAnalyticsResponse *)r.resp);
+    ck_assert_str_eq(((FixedIncome__V1__BondAnalyticsResponse *)r.resp)->bond_id, "");
+    rpc_dispose(&r);
+
+    r = fi_analytics(&t, R000_SETTLE, FIXED_INCOME__V1__BOND_ANALYTICS_REQUEST__INPUT_CLEAN_PRICE,
+                     r000_clean);
+    expect_code(&r, FSR_OK, "BondAnalytics from clean price");
+    check_r000((const FixedIncome__V1__BondAnalyticsResponse *)r.resp);
+    rpc_dispose(&r);
+}
+END_TEST
+
+START_TEST(test_fi_analytics_bad_terms)
+{
+    REQUIRE_UP(g_fi);
+    const int Y = FIXED_INCOME__V1__BOND_ANALYTICS_REQUEST__INPUT_YIELD;
+    const int P = FIXED_INCOME__V1__BOND_ANALYTICS_REQUEST__INPUT_CLEAN_PRICE;
+    long before = db_long("fixed_income", "SELECT count(*) FROM bonds");
+    for (int i = 0; i < 14; i++) {
+        FixedIncome__V1__BondTerms t = r000_terms();
+        const char *settle = R000_SETTLE, *field = NULL;
+        int input = Y;
+        double v = r000_yield;
+        switch (i) {
+        case 0:
+            t.isin = "US0378331006";
+            field = "terms.isin";
+            break;
+        case 1:
+            t.currency = "QQQ";
+            field = "terms.currency";
+            break;
+        case 2:
+            t.face = "0";
+            field = "terms.face";
+            break;
+        case 3:
+            t.coupon_rate = 1.0;
+            field = "terms.couponRate";
+            break;
+        case 4:
+            t.coupon_rate = -0.01;
+            field = "terms.couponRate";
+            break;
+        case 5:
+            t.frequency = 3;
+            field = "terms.frequency";
+            break;
+        case 6:
+            t.day_count = (Common__V1__DayCount__Value)99;
+            field = "terms.dayCount";
+            break;
+        case 7:
+            t.maturity_date = "2000-08-26";
+            field = "terms.maturityDate";
+            break;
+        case 8:
+            t.issue_date = "2000-02-30";
+            field = "terms.issueDate";
+            break;
+        case 9:
+            settle = "2000-08-25";
+            field = "settlementDate";
+            break;
+        case 10:
+            settle = "2008-08-26";
+            field = "settlementDate";
+            break;
+        case 11:
+            settle = "";
+            field = "settlementDate";
+            break;
+        case 12:
+            input = P;
+            v = -20.0; // dirty price <= 0
+            field = "cleanPrice";
+            break;
+        default:
+            input = 0;
+            field = "yield";
+            break;
+        }
+        rpc r = fi_analytics(&t, settle, input, v);
+        expect_invalid(&r, field, field);
+        if (i == 12)
+            ck_assert_msg(strstr(r.message, "no yield") != NULL, "%s", r.message);
+        rpc_dispose(&r);
+    }
+    ck_assert_int_eq(db_long("fixed_income", "SELECT count(*) FROM bonds"), before);
+}
+END_TEST
+
+START_TEST(test_fi_stored_and_batch_analytics)
+{
+    REQUIRE_UP(g_fi);
+    FixedIncome__V1__CreateBondRequest c = fi_valid();
+    c.isin = "";
+    c.name = "r000 bond";
+    c.coupon_rate = 0.102512;
+    c.frequency = 1;
+    c.day_count = COMMON__V1__DAY_COUNT__VALUE__ACT_ACT_ICMA;
+    c.issue_date = "2000-08-26";
+    c.maturity_date = "2008-08-26";
+    rpc r = fi_create(&c);
+    expect_code(&r, FSR_OK, "create r000");
+    char id[37];
+    snprintf(id, sizeof(id), "%s", ((FixedIncome__V1__Bond *)r.resp)->id);
+    rpc_dispose(&r);
+
+    /* Explicit yield. */
+    FixedIncome__V1__GetBondAnalyticsRequest g = FIXED_INCOME__V1__GET_BOND_ANALYTICS_REQUEST__INIT;
+    g.id = id;
+    g.settlement_date = R000_SETTLE;
+    g.input_case = FIXED_INCOME__V1__GET_BOND_ANALYTICS_REQUEST__INPUT_YIELD;
+    g.yield = r000_yield;
+    r = call(g_fi.port, FI_PATH("GetBondAnalytics"), &g,
+             &fixed_income__v1__bond_analytics_response__descriptor, NULL);
+    expect_code(&r, FSR_OK, "GetBondAnalytics");
+    check_r000((const FixedIncome__V1__BondAnalyticsResponse *)r.resp);
+    ck_assert_str_eq(((FixedIncome__V1__BondAnalyticsResponse *)r.resp)->bond_id, id);
+    rpc_dispose(&r);
+
+    /* No input and no quote: FAILED_PRECONDITION naming the missing input. */
+    g.input_case = FIXED_INCOME__V1__GET_BOND_ANALYTICS_REQUEST__INPUT__NOT_SET;
+    r = call(g_fi.port, FI_PATH("GetBondAnalytics"), &g,
+             &fixed_income__v1__bond_analytics_response__descriptor, NULL);
+    expect_code(&r, FSR_FAILED_PRECONDITION, "GetBondAnalytics without quote");
+    ck_assert_str_eq(r.field, "yield");
+    rpc_dispose(&r);
+
+    /* A stored quote (a yield on the day before) is the default input. */
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "WITH i AS (INSERT INTO bond_quotes (bond_id, date, yield) VALUES ('%s', "
+             "'2004-08-24', %.17g) RETURNING 1) SELECT count(*) FROM i",
+             id, r000_yield);
+    ck_assert_int_eq(db_long("fixed_income", sql), 1);
+    r = call(g_fi.port, FI_PATH("GetBondAnalytics"), &g,
+             &fixed_income__v1__bond_analytics_response__descriptor, NULL);
+    expect_code(&r, FSR_OK, "GetBondAnalytics from quote");
+    check_r000((const FixedIncome__V1__BondAnalyticsResponse *)r.resp);
+    ck_assert_str_eq(((FixedIncome__V1__BondAnalyticsResponse *)r.resp)->quote_date, "2004-08-24");
+    rpc_dispose(&r);
+
+    /* Unknown bond. */
+    char other[37];
+    g.id = mut(pid_uuid(other, 77));
+    r = call(g_fi.port, FI_PATH("GetBondAnalytics"), &g,
+             &fixed_income__v1__bond_analytics_response__descriptor, NULL);
+    expect_code(&r, FSR_NOT_FOUND, "GetBondAnalytics unknown");
+    rpc_dispose(&r);
+
+    /* Batch: per-item results in request order. */
+    char *ids[3] = { id, other, "nope" };
+    FixedIncome__V1__BatchAnalyticsRequest b = FIXED_INCOME__V1__BATCH_ANALYTICS_REQUEST__INIT;
+    b.n_bond_ids = 3;
+    b.bond_ids = ids;
+    b.settlement_date = R000_SETTLE;
+    r = call(g_fi.port, FI_PATH("BatchAnalytics"), &b,
+             &fixed_income__v1__batch_analytics_response__descriptor, NULL);
+    expect_code(&r, FSR_OK, "BatchAnalytics");
+    const FixedIncome__V1__BatchAnalyticsResponse *br = (const void *)r.resp;
+    ck_assert_uint_eq(br->n_items, 3);
+    ck_assert_int_eq(br->items[0]->error_code, 0);
+    ck_assert_str_eq(br->items[0]->bond->id, id);
+    check_r000(br->items[0]->analytics);
+    ck_assert_int_eq(br->items[1]->error_code, FSR_NOT_FOUND);
+    ck_assert_ptr_null(br->items[1]->analytics);
+    ck_assert_int_eq(br->items[2]->error_code, FSR_INVALID_ARGUMENT);
+    ck_assert_str_eq(br->items[2]->bond_id, "nope");
+    rpc_dispose(&r);
+
+    /* Before the quote: that item fails FAILED_PRECONDITION, the call does not. */
+    b.n_bond_ids = 1;
+    b.settlement_date = "2004-08-23";
+    r = call(g_fi.port, FI_PATH("BatchAnalytics"), &b,
+             &fixed_income__v1__batch_analytics_response__descriptor, NULL);
+    expect_code(&r, FSR_OK, "BatchAnalytics before quote");
+    br = (const void *)r.resp;
+    ck_assert_int_eq(br->items[0]->error_code, FSR_FAILED_PRECONDITION);
+    rpc_dispose(&r);
+}
+END_TEST
+
 START_TEST(test_fi_unimplemented_and_health)
 {
     REQUIRE_UP(g_fi);
-    FixedIncome__V1__BondAnalyticsRequest req = FIXED_INCOME__V1__BOND_ANALYTICS_REQUEST__INIT;
-    rpc r = call(g_fi.port, FI_PATH("BondAnalytics"), &req,
-                 &fixed_income__v1__bond_analytics_response__descriptor, NULL);
-    expect_code(&r, FSR_UNIMPLEMENTED, "BondAnalytics");
+    FixedIncome__V1__UpdateBondRequest req = FIXED_INCOME__V1__UPDATE_BOND_REQUEST__INIT;
+    rpc r = call(g_fi.port, FI_PATH("UpdateBond"), &req, &fixed_income__v1__bond__descriptor, NULL);
+    expect_code(&r, FSR_UNIMPLEMENTED, "UpdateBond");
     ck_assert_int_eq(wait_healthy(g_fi.port, 10000), 200);
 }
 END_TEST
@@ -1587,6 +1838,9 @@ static Suite *services_suite(void)
     tcase_add_test(tc, test_fi_validation);
     tcase_add_test(tc, test_fi_duplicates_and_get_errors);
     tcase_add_test(tc, test_fi_list_paging);
+    tcase_add_test(tc, test_fi_analytics_reference);
+    tcase_add_test(tc, test_fi_analytics_bad_terms);
+    tcase_add_test(tc, test_fi_stored_and_batch_analytics);
     tcase_add_test(tc, test_fi_unimplemented_and_health);
     suite_add_tcase(s, tc);
 
