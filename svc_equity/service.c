@@ -17,25 +17,32 @@ static const equity_v1_equity_service_handlers eq_handlers = {
     .list_equities = eq_list_equities,
     .update_equity = NULL,
     .delete_equity = NULL,
-    .upsert_prices = NULL,
-    .list_prices = NULL,
-    .add_dividend = NULL,
-    .list_dividends = NULL,
-    .add_split = NULL,
-    .list_splits = NULL,
-    .get_quote = NULL,
-    .get_analytics = NULL,
+    .upsert_prices = eq_upsert_prices,
+    .list_prices = eq_list_prices,
+    .add_dividend = eq_add_dividend,
+    .list_dividends = eq_list_dividends,
+    .add_split = eq_add_split,
+    .list_splits = eq_list_splits,
+    .get_quote = eq_get_quote,
+    .get_analytics = eq_get_analytics,
     .get_covariance = NULL,
     .import_prices = NULL,
     .batch_quotes = NULL,
     .watch_quotes = NULL,
-    .deadline_ms = { .create_equity = 2000, .get_equity = 1000, .list_equities = 2000 },
+    .deadline_ms = { .create_equity = 2000,
+                     .get_equity = 1000,
+                     .list_equities = 2000,
+                     .upsert_prices = 30000,
+                     .list_prices = 10000,
+                     .get_quote = 1000,
+                     .get_analytics = 10000 },
 };
 
-/* The stateless analytics service: registered so its methods answer UNIMPLEMENTED by name. */
+/* The stateless analytics service (analytics.c). */
 static const equity_v1_equity_analytics_service_handlers eq_analytics_handlers = {
-    .series_analytics = NULL,
-    .covariance = NULL,
+    .series_analytics = eq_series_analytics,
+    .covariance = eq_covariance,
+    .deadline_ms = { .series_analytics = 5000, .covariance = 5000 },
 };
 
 /* GET /jobs/{id}: this service's jobs from its database, others' forwarded (lib/jobs.c). */

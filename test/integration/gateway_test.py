@@ -365,9 +365,30 @@ def main():
                                  'http://127.0.0.1:%d/equities/%s' % (gw, eq_id)])
             T.ok(out.startswith('HTTP/2 200') and eq_id in out and 'x-request-id' in out.lower(),
                  'h2c (prior knowledge) GET /equities/{id} -> 200', out[:400] + err)
-            r = req(gw, 'GET', '/equities/%s/analytics' % eq_id)
+            r = req(gw, 'DELETE', '/equities/%s' % eq_id)
             T.ok(r.status == 501 and is_error_body(r, 12),
                  'unimplemented route -> 501 with code 12', r)
+            series = {'prices': [{'date': '2024-01-02', 'close': 100.0},
+                                 {'date': '2024-01-03', 'close': 102.0},
+                                 {'date': '2024-01-04', 'close': 99.0},
+                                 {'date': '2024-01-05', 'close': 105.0}],
+                      'dividends': [{'exDate': '2024-01-04', 'amount': 1.0}],
+                      'basis': 'PRICE'}
+            r = req(gw, 'POST', '/analytics/series', series)
+            T.ok(r.status == 200 and abs(r.json.get('totalReturn', 0) - 0.05) < 1e-12
+                 and r.json.get('observations') == 3
+                 and [v.get('confidence') for v in r.json.get('var', [])] == [0.95, 0.99],
+                 'POST /analytics/series -> 200 with totalReturn and var', r)
+            r = req(gw, 'POST', '/analytics/series', {'prices': series['prices'][:1]})
+            T.ok(r.status == 400 and is_error_body(r, 3) and r.json['details']
+                 and r.json['details'][0].get('field') == 'prices',
+                 'POST /analytics/series with one price -> 400 naming prices', r)
+            r = req(gw, 'PUT', '/equities/%s/prices' % eq_id,
+                    {'bars': [{'date': '2024-01-02', 'open': '10', 'high': '9', 'low': '8',
+                               'close': '9.5', 'volume': '100'}]})
+            T.ok(r.status == 400 and is_error_body(r, 3) and r.json['details']
+                 and r.json['details'][0].get('field') == 'bars[0].high',
+                 'PUT /equities/{id}/prices with high < open -> 400 naming bars[0].high', r)
         r = req(gw, 'GET', '/equities/' + str(uuid.uuid4()))
         T.ok(r.status == 404 and is_error_body(r, 5), 'unknown equity -> 404 JSON body', r)
         r = req(gw, 'POST', '/equities',
@@ -404,6 +425,29 @@ def main():
                                             'maturityDate': '2025-01-01'})
         T.ok(r.status == 400 and r.json['details'][0].get('field') == 'couponRate',
              'bond field violation names couponRate', r)
+        # Stateless analytics: case r000 of test/bondref/reference.json (QuantLib 1.29).
+        r000 = {'couponRate': 0.102512, 'frequency': 1, 'dayCount': 'ACT_ACT_ICMA',
+                'issueDate': '2000-08-26', 'maturityDate': '2008-08-26'}
+        r = req(gw, 'POST', '/bonds/analytics',
+                body={'terms': r000, 'settlementDate': '2004-08-25', 'yield': 0.04263861})
+        want = {'accrued': 10.2231912568306, 'cleanPrice': 121.61190805113225,
+                'dirtyPrice': 131.83509930796285, 'macaulayDuration': 3.2563940113379375,
+                'modifiedDuration': 3.123224077936206, 'convexity': 14.325566553200579,
+                'bpv': -0.041174961216949586}
+        T.ok(r.status == 200 and all(abs(r.json.get(k, 1e300) - v) <= 1e-9
+                                     for k, v in want.items())
+             and len(r.json.get('cashflows', [])) == 6,
+             'POST /bonds/analytics -> 200 with the reference numbers', r)
+        r = req(gw, 'POST', '/bonds/analytics',
+                body={'terms': dict(r000, frequency=3), 'settlementDate': '2004-08-25',
+                      'yield': 0.04})
+        T.ok(r.status == 400 and is_error_body(r, 3)
+             and r.json['details'][0].get('field') == 'terms.frequency',
+             'POST /bonds/analytics bad term -> 400 naming terms.frequency', r)
+        r = req(gw, 'POST', '/bonds/analytics',
+                body={'terms': r000, 'settlementDate': '2004-08-25', 'cleanPrice': -20})
+        T.ok(r.status == 400 and r.json['details'][0].get('field') == 'cleanPrice',
+             'POST /bonds/analytics unreachable price -> 400 naming cleanPrice', r)
     else:
         T.skip('POST/GET /bonds', 'fsr-fixed-income not available')
     if have['portfolio']:

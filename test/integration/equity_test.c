@@ -1,0 +1,1272 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Integration tests of fsr-equity's market data and analytics (the harness is the one of
+ * services_test.c): bulk bars, validation, the quote cache and price.updated events,
+ * GetAnalytics against SeriesAnalytics, and SeriesAnalytics against the numpy reference of
+ * test/analytics_ref/reference.json at the ANALYTICS.md tolerances.  fsr-equity runs as a
+ * real process against the throwaway PostgreSQL and Redis of with_deps.sh, called over gRPC
+ * with the project's own client (lib/client.c).
+ *
+ * The service gets its own database (equity) in the one cluster,
+ * created by scripts/deps.sh before the suites run.  A TCase per service starts the binary
+ * once in an unchecked fixture (in the parent process, so every forked test sees it) and
+ * stops it with SIGTERM afterwards.  Tests share the databases, so each names what it
+ * creates after its own pid.
+ *
+ * Environment (set by test/integration/meson.build and with_deps.sh): FSR_EQUITY_BIN, FSR_DEPS_SH,
+ * TEST_PG_HOST, TEST_PG_PORT, TEST_REDIS_HOST, TEST_REDIS_PORT.
+ */
+#include "fsr/client.h"
+#include "fsr/loop.h"
+#include "fsr/status.h"
+
+#include "equity/v1/equity.pb-c.h"
+#include "google/rpc/error_details.pb-c.h"
+#include "google/rpc/status.pb-c.h"
+
+#include <check.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- processes ----------------------------------------------------------------------- */
+
+/* Where logs and port files go (kept when a test fails). */
+static char g_tmp[256];
+
+typedef struct svc_def {
+    const char *name;    /* "equity": database, log and port-file name */
+    const char *bin_env; /* env var holding the binary's path */
+    const char *prefix;  /* env prefix of its DB and Redis */
+    bool shared_redis;
+} svc_def;
+
+static const svc_def EQUITY = { "equity", "FSR_EQUITY_BIN", "EQUITY", true };
+
+typedef struct proc {
+    pid_t pid;
+    int port;
+    char log[320];
+    char port_file[320];
+} proc;
+
+static proc g_eq;
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+/* protobuf-c's string fields are char *; the requests here never write through them. */
+static char *mut(const char *s)
+{
+    char *p;
+    memcpy(&p, &s, sizeof(p));
+    return p;
+}
+
+static const char *env_or(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' ? v : def;
+}
+
+/*
+ * Starts |bin| with |argv| and the extra "K=V" variables |env| (NULL-terminated), stdout and
+ * stderr appended to |log|.  Returns the pid, or -1.
+ */
+static pid_t spawn(const char *bin, char *const argv[], char *const env[], const char *log)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    for (size_t i = 0; env[i] != NULL; i++)
+        putenv(env[i]);
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+    }
+    execv(bin, argv);
+    _exit(127);
+}
+
+/*
+ * Waits for |port_file| to hold a port (the service is listening) while |pid| lives.
+ * Returns the port, or -1 if the process died or |timeout_ms| passed.
+ */
+static int wait_port(pid_t pid, const char *port_file, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 50) {
+        FILE *f = fopen(port_file, "r");
+        if (f != NULL) {
+            int port = 0;
+            int n = fscanf(f, "%d", &port);
+            fclose(f);
+            if (n == 1 && port > 0)
+                return port;
+        }
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return -1;
+        sleep_ms(50);
+    }
+    return -1;
+}
+
+/* The variables every service (and worker) of |d| needs to reach the test's deps. */
+static size_t deps_env(const svc_def *d, char **env, size_t n)
+{
+    const char *pg_host = env_or("TEST_PG_HOST", "127.0.0.1");
+    const char *pg_port = env_or("TEST_PG_PORT", "5432");
+    const char *r_host = env_or("TEST_REDIS_HOST", "127.0.0.1");
+    const char *r_port = env_or("TEST_REDIS_PORT", "6379");
+    char buf[512];
+#define ADD(...)                                                                                   \
+    do {                                                                                           \
+        snprintf(buf, sizeof(buf), __VA_ARGS__);                                                   \
+        env[n++] = strdup(buf);                                                                    \
+    } while (0)
+    ADD("%s_DB_HOST=%s", d->prefix, pg_host);
+    ADD("%s_DB_PORT=%s", d->prefix, pg_port);
+    ADD("%s_DB_NAME=%s", d->prefix, d->name);
+    ADD("%s_DB_USER=fsr", d->prefix);
+    ADD("%s_REDIS_HOST=%s", d->prefix, r_host);
+    ADD("%s_REDIS_PORT=%s", d->prefix, r_port);
+    ADD("SHARED_REDIS_HOST=%s", r_host);
+    ADD("SHARED_REDIS_PORT=%s", r_port);
+    ADD("DB_WAIT_MS=30000");
+    ADD("SHUTDOWN_GRACE_MS=3000");
+    ADD("THREADS=2");
+    ADD("LOG_LEVEL=info");
+#undef ADD
+    return n;
+}
+
+/* Starts the service |d| on a free port; |tag| distinguishes several instances' files. */
+static void svc_start(const svc_def *d, const char *tag, proc *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->pid = -1;
+    p->port = -1;
+    snprintf(p->log, sizeof(p->log), "%s/%s%s.log", g_tmp, d->name, tag);
+    snprintf(p->port_file, sizeof(p->port_file), "%s/%s%s.port", g_tmp, d->name, tag);
+    unlink(p->port_file);
+    const char *bin = getenv(d->bin_env);
+    if (bin == NULL)
+        return;
+    char *env[32];
+    size_t n = deps_env(d, env, 0);
+    char port_file_var[400];
+    snprintf(port_file_var, sizeof(port_file_var), "PORT_FILE=%s", p->port_file);
+    env[n++] = strdup("PORT=0");
+    env[n++] = strdup(port_file_var);
+    env[n] = NULL;
+    char *argv[] = { mut(bin), NULL };
+    p->pid = spawn(bin, argv, env, p->log);
+    for (size_t i = 0; i < n; i++)
+        free(env[i]);
+    if (p->pid > 0)
+        p->port = wait_port(p->pid, p->port_file, 60000);
+}
+
+/* Sends SIGTERM and returns the exit status (or -1 if it did not exit within 20 s). */
+static int proc_stop(proc *p)
+{
+    if (p->pid <= 0)
+        return -1;
+    kill(p->pid, SIGTERM);
+    for (int waited = 0; waited < 20000; waited += 20) {
+        int status;
+        pid_t r = waitpid(p->pid, &status, WNOHANG);
+        if (r == p->pid) {
+            p->pid = -1;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        if (r < 0)
+            break;
+        sleep_ms(20);
+    }
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, NULL, 0);
+    p->pid = -1;
+    return -1;
+}
+
+static void start_equity(void)
+{
+    svc_start(&EQUITY, "", &g_eq);
+}
+static void stop_equity(void)
+{
+    proc_stop(&g_eq);
+}
+
+#define REQUIRE_UP(p) ck_assert_msg((p).port > 0, "service did not start; see %s", (p).log)
+
+/* ---- HTTP/1.1 side door ---------------------------------------------------------------- */
+
+/* GET |path| over plain HTTP/1.1; returns the status code, or -1. */
+static int http_get_status(int port, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    char req[256];
+    int n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    char buf[512];
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof(buf) - 1 && (r = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0)
+        got += (size_t)r;
+    buf[got] = '\0';
+    close(fd);
+    int status;
+    if (sscanf(buf, "HTTP/1.1 %d", &status) != 1)
+        return -1;
+    return status;
+}
+
+/* Polls /health until it answers 200 (readiness can lag the listening socket). */
+static int wait_healthy(int port, int timeout_ms)
+{
+    int st = -1;
+    for (int waited = 0; waited < timeout_ms; waited += 100) {
+        st = http_get_status(port, "/health");
+        if (st == 200)
+            break;
+        sleep_ms(100);
+    }
+    return st;
+}
+
+/* ---- gRPC through lib/client.c ------------------------------------------------------ */
+
+/* What a call returned, copied out of the callback. */
+typedef struct rpc {
+    bool done;
+    fsr_code code;
+    char message[1024];
+    char field[256];        /* the first google.rpc.BadRequest field violation, or "" */
+    ProtobufCMessage *resp; /* a malloc()ed copy of the reply, or NULL */
+} rpc;
+
+static fsr_loop *g_loop;
+static fsr_channel *g_ch;
+static int g_ch_port;
+
+static fsr_channel *channel_to(int port)
+{
+    if (g_ch != NULL && g_ch_port == port)
+        return g_ch;
+    if (g_loop == NULL)
+        ck_assert_int_eq(fsr_loop_new(&g_loop), 0);
+    if (g_ch != NULL)
+        fsr_channel_free(g_ch);
+    char target[64];
+    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+    ck_assert_int_eq(fsr_channel_new(g_loop, target, NULL, &g_ch), 0);
+    g_ch_port = port;
+    return g_ch;
+}
+
+/* Decodes grpc-status-details-bin: the first BadRequest field violation's field. */
+static void details_field(const void *bytes, size_t len, char *out, size_t cap)
+{
+    out[0] = '\0';
+    Google__Rpc__Status *st = google__rpc__status__unpack(NULL, len, bytes);
+    if (st == NULL)
+        return;
+    for (size_t i = 0; i < st->n_details && out[0] == '\0'; i++) {
+        const Google__Protobuf__Any *any = st->details[i];
+        if (strcmp(any->type_url, "type.googleapis.com/google.rpc.BadRequest") != 0)
+            continue;
+        Google__Rpc__BadRequest *br =
+            google__rpc__bad_request__unpack(NULL, any->value.len, any->value.data);
+        if (br != NULL && br->n_field_violations > 0)
+            snprintf(out, cap, "%s", br->field_violations[0]->field);
+        if (br != NULL)
+            google__rpc__bad_request__free_unpacked(br, NULL);
+    }
+    google__rpc__status__free_unpacked(st, NULL);
+}
+
+static void on_rpc_done(const fsr_result *res, void *arg)
+{
+    rpc *r = arg;
+    r->code = res->status.code;
+    snprintf(r->message, sizeof(r->message), "%s",
+             res->status.message != NULL ? res->status.message : "");
+    if (res->status_details != NULL)
+        details_field(res->status_details, res->status_details_len, r->field, sizeof(r->field));
+    if (res->response != NULL) {
+        size_t n = protobuf_c_message_get_packed_size(res->response);
+        uint8_t *buf = malloc(n + 1);
+        protobuf_c_message_pack(res->response, buf);
+        r->resp = protobuf_c_message_unpack(res->response->descriptor, NULL, n, buf);
+        free(buf);
+    }
+    r->done = true;
+}
+
+/* A unary call to |path| on |port|; |client_id| becomes x-client-id metadata if set. */
+static rpc call(int port, const char *path, const void *req, const ProtobufCMessageDescriptor *out,
+                const char *client_id)
+{
+    rpc r;
+    memset(&r, 0, sizeof(r));
+    r.code = FSR_UNKNOWN;
+    fsr_md md = { "x-client-id", client_id, client_id != NULL ? strlen(client_id) : 0 };
+    fsr_call_opts opts = { .timeout_ms = 15000,
+                           .metadata = client_id != NULL ? &md : NULL,
+                           .n_metadata = client_id != NULL ? 1 : 0 };
+    fsr_channel *ch = channel_to(port);
+    int rv = fsr_channel_unary(ch, path, req, out, &opts, on_rpc_done, &r);
+    ck_assert_msg(rv == 0, "fsr_channel_unary: %d", rv);
+    while (!r.done)
+        ck_assert_int_ge(event_base_loop(fsr_loop_base(g_loop), EVLOOP_ONCE), 0);
+    return r;
+}
+
+static void rpc_dispose(rpc *r)
+{
+    if (r->resp != NULL)
+        protobuf_c_message_free_unpacked(r->resp, NULL);
+    r->resp = NULL;
+}
+
+/* Asserts INVALID_ARGUMENT naming |field|, in the details and in the message. */
+static void expect_invalid(rpc *r, const char *field, const char *what)
+{
+    ck_assert_msg(r->code == FSR_INVALID_ARGUMENT, "%s: code %s (%s)", what, fsr_code_name(r->code),
+                  r->message);
+    ck_assert_msg(strcmp(r->field, field) == 0, "%s: field '%s', want '%s' (%s)", what, r->field,
+                  field, r->message);
+    ck_assert_msg(strncmp(r->message, field, strlen(field)) == 0 &&
+                      r->message[strlen(field)] == ':',
+                  "%s: message '%s' does not start with '%s:'", what, r->message, field);
+    ck_assert_ptr_null(r->resp);
+}
+
+static void expect_code(rpc *r, fsr_code code, const char *what)
+{
+    ck_assert_msg(r->code == code, "%s: code %s, want %s (%s)", what, fsr_code_name(r->code),
+                  fsr_code_name(code), r->message);
+}
+
+/* Byte equality of two messages' encodings (protobuf-c packs fields in a fixed order). */
+static bool same_message(const ProtobufCMessage *a, const ProtobufCMessage *b)
+{
+    size_t na = protobuf_c_message_get_packed_size(a), nb = protobuf_c_message_get_packed_size(b);
+    if (na != nb)
+        return false;
+    uint8_t *ba = malloc(na + 1), *bb = malloc(nb + 1);
+    protobuf_c_message_pack(a, ba);
+    protobuf_c_message_pack(b, bb);
+    bool same = memcmp(ba, bb, na) == 0;
+    free(ba);
+    free(bb);
+    return same;
+}
+
+static bool is_uuid(const char *s)
+{
+    if (strlen(s) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : strchr("0123456789abcdef", s[i]) == NULL)
+            return false;
+    }
+    return true;
+}
+
+/* ---- SQL, to look behind the API ------------------------------------------------------ */
+
+/* Runs |sql| (one value) in database |db|; returns the value as a long. */
+static long db_long(const char *db, const char *sql)
+{
+    char conninfo[512];
+    snprintf(conninfo, sizeof(conninfo), "host=%s port=%s dbname=%s user=fsr",
+             env_or("TEST_PG_HOST", "127.0.0.1"), env_or("TEST_PG_PORT", "5432"), db);
+    PGconn *c = PQconnectdb(conninfo);
+    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "connect %s: %s", db, PQerrorMessage(c));
+    PGresult *res = PQexec(c, sql);
+    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
+    long v = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    PQfinish(c);
+    return v;
+}
+
+/* ================================ equity ================================================== */
+
+#define EQUITY_V1_PATH(m) ("/equity.v1.EquityService/" m)
+
+static rpc eq_create(const Equity__V1__CreateEquityRequest *req)
+{
+    return call(g_eq.port, EQUITY_V1_PATH("CreateEquity"), req, &equity__v1__equity__descriptor,
+                NULL);
+}
+
+/* ---- helpers of the market-data tests ----------------------------------------------- */
+
+#define ANALYTICS_PATH(m) ("/equity.v1.EquityAnalyticsService/" m)
+
+/* Creates an equity with a symbol unique to this process and |tag|; returns its id. */
+static void new_equity(const char *tag, char id[64])
+{
+    char sym[32];
+    snprintf(sym, sizeof(sym), "MD%X%s", (unsigned)getpid(), tag);
+    Equity__V1__CreateEquityRequest req = EQUITY__V1__CREATE_EQUITY_REQUEST__INIT;
+    req.symbol = sym;
+    req.name = "Market Data Test";
+    req.exchange = "XTST";
+    req.currency = "USD";
+    req.sector = "Testing";
+    rpc r = eq_create(&req);
+    expect_code(&r, FSR_OK, "CreateEquity");
+    Equity__V1__Equity *e = (Equity__V1__Equity *)r.resp;
+    ck_assert(is_uuid(e->id));
+    snprintf(id, 64, "%s", e->id);
+    rpc_dispose(&r);
+}
+
+/* "YYYY-MM-DD" of day |day| after 1990-01-01. */
+static void date_of(int day, char out[16])
+{
+    time_t t = (time_t)(631152000 + (long)day * 86400); /* 1990-01-01T00:00:00Z */
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 16, "%Y-%m-%d", &tm);
+}
+
+/* |n| bars on consecutive days from day |first|; strings malloc()ed (bars_free). */
+typedef struct bars {
+    Equity__V1__PriceBar *bar;
+    Equity__V1__PriceBar **ptr;
+    size_t n;
+} bars;
+
+static bars bars_make(size_t n, int first, unsigned seed)
+{
+    bars b = { calloc(n, sizeof(Equity__V1__PriceBar)), calloc(n, sizeof(void *)), n };
+    for (size_t i = 0; i < n; i++) {
+        Equity__V1__PriceBar *p = &b.bar[i];
+        equity__v1__price_bar__init(p);
+        char d[16], buf[32];
+        date_of(first + (int)i, d);
+        p->date = strdup(d);
+        /* A deterministic walk in cents: close between 50 and ~150. */
+        long c = 10000 + (long)((i * 7919u + seed) % 5000u) - 2500;
+        snprintf(buf, sizeof(buf), "%ld.%02ld", (c + 10) / 100, (c + 10) % 100);
+        p->open = strdup(buf);
+        snprintf(buf, sizeof(buf), "%ld.%02ld", (c + 150) / 100, (c + 150) % 100);
+        p->high = strdup(buf);
+        snprintf(buf, sizeof(buf), "%ld.%02ld", (c - 150) / 100, (c - 150) % 100);
+        p->low = strdup(buf);
+        snprintf(buf, sizeof(buf), "%ld.%02ld", c / 100, c % 100);
+        p->close = strdup(buf);
+        p->volume = (int64_t)(1000 + i);
+        b.ptr[i] = p;
+    }
+    return b;
+}
+
+static void bars_free(bars *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->bar[i].date);
+        free(b->bar[i].open);
+        free(b->bar[i].high);
+        free(b->bar[i].low);
+        free(b->bar[i].close);
+    }
+    free(b->bar);
+    free(b->ptr);
+}
+
+static rpc upsert(const char *id, bars *b)
+{
+    Equity__V1__UpsertPricesRequest req = EQUITY__V1__UPSERT_PRICES_REQUEST__INIT;
+    req.id = mut(id);
+    req.bars = b->ptr;
+    req.n_bars = b->n;
+    return call(g_eq.port, EQUITY_V1_PATH("UpsertPrices"), &req,
+                &equity__v1__upsert_prices_response__descriptor, NULL);
+}
+
+static long bar_count(const char *id)
+{
+    char sql[200];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM price_bars WHERE equity_id = '%s'", id);
+    return db_long("equity", sql);
+}
+
+static redisContext *redis_connect(void)
+{
+    redisContext *c = redisConnect(env_or("TEST_REDIS_HOST", "127.0.0.1"),
+                                   atoi(env_or("TEST_REDIS_PORT", "6379")));
+    ck_assert_msg(c != NULL && c->err == 0, "redis connect");
+    struct timeval tv = { 10, 0 };
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+static long long redis_exists(const char *key)
+{
+    redisContext *c = redis_connect();
+    redisReply *r = redisCommand(c, "EXISTS %s", key);
+    ck_assert(r != NULL && r->type == REDIS_REPLY_INTEGER);
+    long long v = r->integer;
+    freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
+/* ---- UpsertPrices / ListPrices ------------------------------------------------------ */
+
+START_TEST(test_upsert_10000_bars_then_list)
+{
+    REQUIRE_UP(g_eq);
+    char id[64];
+    new_equity("BULK", id);
+    bars b = bars_make(10000, 0, 17);
+    rpc r = upsert(id, &b);
+    expect_code(&r, FSR_OK, "UpsertPrices 10000");
+    Equity__V1__UpsertPricesResponse *u = (Equity__V1__UpsertPricesResponse *)r.resp;
+    ck_assert_int_eq(u->upserted, 10000);
+    ck_assert_str_eq(u->latest_date, b.bar[9999].date);
+    rpc_dispose(&r);
+    ck_assert_int_eq(bar_count(id), 10000);
+
+    /* Upserting again replaces, not duplicates. */
+    r = upsert(id, &b);
+    expect_code(&r, FSR_OK, "UpsertPrices again");
+    rpc_dispose(&r);
+    ck_assert_int_eq(bar_count(id), 10000);
+
+    Equity__V1__ListPricesRequest lr = EQUITY__V1__LIST_PRICES_REQUEST__INIT;
+    lr.id = id;
+    lr.from = b.bar[5000].date;
+    lr.to = b.bar[5029].date;
+    r = call(g_eq.port, EQUITY_V1_PATH("ListPrices"), &lr,
+             &equity__v1__list_prices_response__descriptor, NULL);
+    expect_code(&r, FSR_OK, "ListPrices");
+    Equity__V1__ListPricesResponse *l = (Equity__V1__ListPricesResponse *)r.resp;
+    ck_assert_uint_eq(l->n_bars, 30);
+    for (size_t i = 0; i < 30; i++) {
+        const Equity__V1__PriceBar *want = &b.bar[5000 + i], *got = l->bars[i];
+        ck_assert_str_eq(got->date, want->date);
+        ck_assert_str_eq(got->open, want->open);
+        ck_assert_str_eq(got->high, want->high);
+        ck_assert_str_eq(got->low, want->low);
+        ck_assert_str_eq(got->close, want->close);
+        ck_assert_int_eq(got->volume, want->volume);
+    }
+    rpc_dispose(&r);
+
+    lr.from = "";
+    lr.to = "";
+    lr.id = "6f1c2d3e-0000-4000-8000-00000000dead";
+    r = call(g_eq.port, EQUITY_V1_PATH("ListPrices"), &lr,
+             &equity__v1__list_prices_response__descriptor, NULL);
+    expect_code(&r, FSR_NOT_FOUND, "ListPrices unknown");
+    ck_assert_ptr_nonnull(strstr(r.message, lr.id));
+    rpc_dispose(&r);
+    bars_free(&b);
+}
+END_TEST
+
+START_TEST(test_upsert_bad_bars_store_nothing)
+{
+    REQUIRE_UP(g_eq);
+    char id[64];
+    new_equity("BAD", id);
+    bars b = bars_make(5, 100, 3);
+    rpc r = upsert(id, &b);
+    expect_code(&r, FSR_OK, "UpsertPrices");
+    rpc_dispose(&r);
+    ck_assert_int_eq(bar_count(id), 5);
+
+    bars c = bars_make(20, 200, 5);
+    /* high below low on bar 7 */
+    char *saved = c.bar[7].high;
+    c.bar[7].high = mut("1.00");
+    r = upsert(id, &c);
+    expect_invalid(&r, "bars[7].high", "high < low");
+    c.bar[7].high = saved;
+    /* a negative price on bar 3 */
+    saved = c.bar[3].open;
+    c.bar[3].open = mut("-5.00");
+    r = upsert(id, &c);
+    expect_invalid(&r, "bars[3].open", "negative open");
+    c.bar[3].open = saved;
+    /* low above close on bar 12 */
+    saved = c.bar[12].low;
+    c.bar[12].low = mut("999.00");
+    r = upsert(id, &c);
+    expect_invalid(&r, "bars[12].high", "low above high");
+    c.bar[12].low = saved;
+    /* a bad date, a negative volume, a repeated date */
+    saved = c.bar[19].date;
+    c.bar[19].date = mut("2023-02-29");
+    r = upsert(id, &c);
+    expect_invalid(&r, "bars[19].date", "bad date");
+    c.bar[19].date = c.bar[4].date;
+    r = upsert(id, &c);
+    expect_invalid(&r, "bars[19].date", "repeated date");
+    c.bar[19].date = saved;
+    c.bar[0].volume = -1;
+    r = upsert(id, &c);
+    expect_invalid(&r, "bars[0].volume", "negative volume");
+    c.bar[0].volume = 1;
+    ck_assert_int_eq(bar_count(id), 5);
+
+    r = upsert("6f1c2d3e-0000-4000-8000-00000000beef", &c);
+    expect_code(&r, FSR_NOT_FOUND, "UpsertPrices unknown equity");
+    ck_assert_ptr_nonnull(strstr(r.message, "6f1c2d3e-0000-4000-8000-00000000beef"));
+    rpc_dispose(&r);
+    bars_free(&b);
+    bars_free(&c);
+}
+END_TEST
+
+/* ---- GetQuote cache and price.updated ------------------------------------------------ */
+
+static rpc get_quote(const char *id)
+{
+    Equity__V1__GetQuoteRequest req = EQUITY__V1__GET_QUOTE_REQUEST__INIT;
+    req.id = mut(id);
+    return call(g_eq.port, EQUITY_V1_PATH("GetQuote"), &req, &equity__v1__quote__descriptor, NULL);
+}
+
+START_TEST(test_quote_cache_and_price_updated)
+{
+    REQUIRE_UP(g_eq);
+    char id[64], key[128];
+    new_equity("QT", id);
+    snprintf(key, sizeof(key), "eq:quote:%s", id);
+
+    rpc r = get_quote(id);
+    expect_code(&r, FSR_NOT_FOUND, "GetQuote without prices");
+    rpc_dispose(&r);
+
+    redisContext *sub = redis_connect();
+    redisReply *rr = redisCommand(sub, "SUBSCRIBE price.updated");
+    ck_assert(rr != NULL);
+    freeReplyObject(rr);
+
+    bars b = bars_make(3, 300, 11);
+    r = upsert(id, &b);
+    expect_code(&r, FSR_OK, "UpsertPrices");
+    rpc_dispose(&r);
+
+    /* Our event (other tests may publish theirs too). */
+    bool seen = false;
+    char want[256];
+    snprintf(want, sizeof(want), "{\"id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\"}", id, b.bar[0].date,
+             b.bar[2].date);
+    for (int i = 0; i < 50 && !seen; i++) {
+        void *reply = NULL;
+        ck_assert_msg(redisGetReply(sub, &reply) == REDIS_OK, "no price.updated message");
+        redisReply *m = reply;
+        if (m->type == REDIS_REPLY_ARRAY && m->elements == 3 &&
+            strcmp(m->element[1]->str, "price.updated") == 0 &&
+            strcmp(m->element[2]->str, want) == 0)
+            seen = true;
+        freeReplyObject(m);
+    }
+    ck_assert(seen);
+    redisFree(sub);
+
+    r = get_quote(id);
+    expect_code(&r, FSR_OK, "GetQuote");
+    Equity__V1__Quote *q = (Equity__V1__Quote *)r.resp;
+    ck_assert_str_eq(q->close, b.bar[2].close);
+    ck_assert_str_eq(q->previous_close, b.bar[1].close);
+    ck_assert_str_eq(q->date, b.bar[2].date);
+    ck_assert_double_eq_tol(q->change,
+                            strtod(b.bar[2].close, NULL) / strtod(b.bar[1].close, NULL) - 1, 1e-12);
+    rpc_dispose(&r);
+    ck_assert_int_eq(redis_exists(key), 1);
+
+    /* Served from the cache: a doctored cache entry is what comes back. */
+    Equity__V1__Quote fake = EQUITY__V1__QUOTE__INIT;
+    fake.equity_id = id;
+    fake.close = "4242.42";
+    uint8_t buf[256];
+    size_t len = equity__v1__quote__pack(&fake, buf);
+    redisContext *c = redis_connect();
+    rr = redisCommand(c, "SET %s %b EX 60", key, buf, len);
+    ck_assert(rr != NULL && rr->type == REDIS_REPLY_STATUS);
+    freeReplyObject(rr);
+    redisFree(c);
+    r = get_quote(id);
+    expect_code(&r, FSR_OK, "GetQuote cached");
+    ck_assert_str_eq(((Equity__V1__Quote *)r.resp)->close, "4242.42");
+    rpc_dispose(&r);
+
+    /* A write invalidates it. */
+    bars d = bars_make(1, 303, 99);
+    r = upsert(id, &d);
+    expect_code(&r, FSR_OK, "UpsertPrices one more");
+    rpc_dispose(&r);
+    ck_assert_int_eq(redis_exists(key), 0);
+    r = get_quote(id);
+    expect_code(&r, FSR_OK, "GetQuote after write");
+    ck_assert_str_eq(((Equity__V1__Quote *)r.resp)->close, d.bar[0].close);
+    ck_assert_str_eq(((Equity__V1__Quote *)r.resp)->date, d.bar[0].date);
+    rpc_dispose(&r);
+    bars_free(&b);
+    bars_free(&d);
+}
+END_TEST
+
+/* ---- dividends and splits ---------------------------------------------------------- */
+
+START_TEST(test_dividends_and_splits)
+{
+    REQUIRE_UP(g_eq);
+    char id[64];
+    new_equity("DV", id);
+    Equity__V1__AddDividendRequest ad = EQUITY__V1__ADD_DIVIDEND_REQUEST__INIT;
+    ad.id = id;
+    ad.ex_date = "2020-03-02";
+    ad.pay_date = "2020-03-20";
+    ad.amount = "0.5200";
+    rpc r = call(g_eq.port, EQUITY_V1_PATH("AddDividend"), &ad, &equity__v1__dividend__descriptor,
+                 NULL);
+    expect_code(&r, FSR_OK, "AddDividend");
+    Equity__V1__Dividend *dv = (Equity__V1__Dividend *)r.resp;
+    ck_assert(is_uuid(dv->id));
+    ck_assert_str_eq(dv->amount, "0.5200");
+    ck_assert_str_eq(dv->pay_date, "2020-03-20");
+    rpc_dispose(&r);
+    r = call(g_eq.port, EQUITY_V1_PATH("AddDividend"), &ad, &equity__v1__dividend__descriptor,
+             NULL);
+    expect_code(&r, FSR_ALREADY_EXISTS, "AddDividend twice");
+    rpc_dispose(&r);
+    ad.ex_date = "2020-06-01";
+    ad.pay_date = "";
+    ad.amount = "0";
+    r = call(g_eq.port, EQUITY_V1_PATH("AddDividend"), &ad, &equity__v1__dividend__descriptor,
+             NULL);
+    expect_invalid(&r, "amount", "zero dividend");
+    ad.amount = "0.1";
+    ad.pay_date = "2020-05-01";
+    r = call(g_eq.port, EQUITY_V1_PATH("AddDividend"), &ad, &equity__v1__dividend__descriptor,
+             NULL);
+    expect_invalid(&r, "payDate", "pay before ex");
+
+    Equity__V1__AddSplitRequest as = EQUITY__V1__ADD_SPLIT_REQUEST__INIT;
+    as.id = id;
+    as.ex_date = "2020-04-01";
+    as.ratio = "2";
+    r = call(g_eq.port, EQUITY_V1_PATH("AddSplit"), &as, &equity__v1__split__descriptor, NULL);
+    expect_code(&r, FSR_OK, "AddSplit");
+    rpc_dispose(&r);
+    as.ratio = "-2";
+    r = call(g_eq.port, EQUITY_V1_PATH("AddSplit"), &as, &equity__v1__split__descriptor, NULL);
+    expect_invalid(&r, "ratio", "negative ratio");
+
+    Equity__V1__ListDividendsRequest ld = EQUITY__V1__LIST_DIVIDENDS_REQUEST__INIT;
+    ld.id = id;
+    r = call(g_eq.port, EQUITY_V1_PATH("ListDividends"), &ld,
+             &equity__v1__list_dividends_response__descriptor, NULL);
+    expect_code(&r, FSR_OK, "ListDividends");
+    ck_assert_uint_eq(((Equity__V1__ListDividendsResponse *)r.resp)->n_dividends, 1);
+    rpc_dispose(&r);
+    ld.from = "2020-03-03";
+    r = call(g_eq.port, EQUITY_V1_PATH("ListDividends"), &ld,
+             &equity__v1__list_dividends_response__descriptor, NULL);
+    expect_code(&r, FSR_OK, "ListDividends range");
+    ck_assert_uint_eq(((Equity__V1__ListDividendsResponse *)r.resp)->n_dividends, 0);
+    rpc_dispose(&r);
+    Equity__V1__ListSplitsRequest ls = EQUITY__V1__LIST_SPLITS_REQUEST__INIT;
+    ls.id = id;
+    r = call(g_eq.port, EQUITY_V1_PATH("ListSplits"), &ls,
+             &equity__v1__list_splits_response__descriptor, NULL);
+    expect_code(&r, FSR_OK, "ListSplits");
+    Equity__V1__ListSplitsResponse *sl = (Equity__V1__ListSplitsResponse *)r.resp;
+    ck_assert_uint_eq(sl->n_splits, 1);
+    ck_assert_str_eq(sl->splits[0]->ratio, "2");
+    rpc_dispose(&r);
+
+    /* Split-adjusted analytics: 100 -> 50 across a 2-for-1 split is no loss. */
+    static const char *const dates[] = { "2020-03-30", "2020-03-31", "2020-04-01", "2020-04-02" };
+    static const char *const closes[] = { "100", "102", "51", "52" };
+    bars b = bars_make(4, 0, 1);
+    for (int i = 0; i < 4; i++) {
+        free(b.bar[i].date);
+        free(b.bar[i].open);
+        free(b.bar[i].high);
+        free(b.bar[i].low);
+        free(b.bar[i].close);
+        b.bar[i].date = strdup(dates[i]);
+        b.bar[i].open = strdup(closes[i]);
+        b.bar[i].high = strdup(closes[i]);
+        b.bar[i].low = strdup(closes[i]);
+        b.bar[i].close = strdup(closes[i]);
+    }
+    r = upsert(id, &b);
+    expect_code(&r, FSR_OK, "UpsertPrices split");
+    rpc_dispose(&r);
+    Equity__V1__GetAnalyticsRequest ga = EQUITY__V1__GET_ANALYTICS_REQUEST__INIT;
+    ga.id = id;
+    ga.basis = COMMON__V1__BASIS__VALUE__PRICE;
+    r = call(g_eq.port, EQUITY_V1_PATH("GetAnalytics"), &ga,
+             &common__v1__series_metrics__descriptor, NULL);
+    expect_code(&r, FSR_OK, "GetAnalytics split");
+    ck_assert_double_eq_tol(((Common__V1__SeriesMetrics *)r.resp)->total_return, 52.0 / 50.0 - 1,
+                            1e-12);
+    rpc_dispose(&r);
+    bars_free(&b);
+}
+END_TEST
+
+/* ---- GetAnalytics == SeriesAnalytics -------------------------------------------------- */
+
+START_TEST(test_get_analytics_matches_series_analytics)
+{
+    REQUIRE_UP(g_eq);
+    char id[64], bid[64];
+    new_equity("AN", id);
+    new_equity("BM", bid);
+    bars b = bars_make(300, 1000, 7);
+    bars m = bars_make(300, 1005, 13);
+    rpc r = upsert(id, &b);
+    expect_code(&r, FSR_OK, "UpsertPrices");
+    rpc_dispose(&r);
+    r = upsert(bid, &m);
+    expect_code(&r, FSR_OK, "UpsertPrices benchmark");
+    rpc_dispose(&r);
+    Equity__V1__AddDividendRequest ad = EQUITY__V1__ADD_DIVIDEND_REQUEST__INIT;
+    ad.id = id;
+    ad.ex_date = b.bar[100].date;
+    ad.amount = "1.25";
+    r = call(g_eq.port, EQUITY_V1_PATH("AddDividend"), &ad, &equity__v1__dividend__descriptor,
+             NULL);
+    expect_code(&r, FSR_OK, "AddDividend");
+    rpc_dispose(&r);
+
+    for (int with_bench = 0; with_bench < 2; with_bench++) {
+        Equity__V1__GetAnalyticsRequest ga = EQUITY__V1__GET_ANALYTICS_REQUEST__INIT;
+        ga.id = id;
+        ga.from = b.bar[10].date;
+        ga.to = b.bar[250].date;
+        if (with_bench)
+            ga.benchmark_id = bid;
+        rpc got = call(g_eq.port, EQUITY_V1_PATH("GetAnalytics"), &ga,
+                       &common__v1__series_metrics__descriptor, NULL);
+        expect_code(&got, FSR_OK, "GetAnalytics");
+
+        /* The same data inline. */
+        Common__V1__PricePoint pp[241], bp[300], *ppp[241], *bpp[300];
+        for (int i = 0; i < 241; i++) {
+            common__v1__price_point__init(&pp[i]);
+            pp[i].date = b.bar[10 + i].date;
+            pp[i].close = strtod(b.bar[10 + i].close, NULL);
+            ppp[i] = &pp[i];
+        }
+        for (int i = 0; i < 300; i++) {
+            common__v1__price_point__init(&bp[i]);
+            bp[i].date = m.bar[i].date;
+            bp[i].close = strtod(m.bar[i].close, NULL);
+            bpp[i] = &bp[i];
+        }
+        Common__V1__DividendPoint dp = COMMON__V1__DIVIDEND_POINT__INIT, *dpp = &dp;
+        dp.ex_date = b.bar[100].date;
+        dp.amount = 1.25;
+        Equity__V1__SeriesAnalyticsRequest sa = EQUITY__V1__SERIES_ANALYTICS_REQUEST__INIT;
+        sa.prices = ppp;
+        sa.n_prices = 241;
+        sa.dividends = &dpp;
+        sa.n_dividends = 1;
+        Equity__V1__SeriesInput bi = EQUITY__V1__SERIES_INPUT__INIT;
+        bi.prices = bpp;
+        bi.n_prices = 241 + 5; /* the benchmark's bars up to the same `to` */
+        if (with_bench)
+            sa.benchmark = &bi;
+        rpc want = call(g_eq.port, ANALYTICS_PATH("SeriesAnalytics"), &sa,
+                        &common__v1__series_metrics__descriptor, NULL);
+        expect_code(&want, FSR_OK, "SeriesAnalytics");
+        ck_assert_msg(same_message(got.resp, want.resp), "GetAnalytics != SeriesAnalytics");
+        Common__V1__SeriesMetrics *sm = (Common__V1__SeriesMetrics *)got.resp;
+        ck_assert_int_eq(sm->observations, 240);
+        ck_assert(sm->has_benchmark == (with_bench != 0));
+        ck_assert_uint_eq(sm->n_var, 2);
+        ck_assert_double_eq(sm->var[0]->confidence, 0.95);
+        ck_assert_double_eq(sm->var[1]->confidence, 0.99);
+        rpc_dispose(&got);
+        rpc_dispose(&want);
+    }
+
+    /* PRICE basis: totalReturn = last / first - 1. */
+    Equity__V1__GetAnalyticsRequest ga = EQUITY__V1__GET_ANALYTICS_REQUEST__INIT;
+    ga.id = id;
+    ga.basis = COMMON__V1__BASIS__VALUE__PRICE;
+    r = call(g_eq.port, EQUITY_V1_PATH("GetAnalytics"), &ga,
+             &common__v1__series_metrics__descriptor, NULL);
+    expect_code(&r, FSR_OK, "GetAnalytics PRICE");
+    double want = strtod(b.bar[299].close, NULL) / strtod(b.bar[0].close, NULL) - 1;
+    ck_assert_msg(fabs(((Common__V1__SeriesMetrics *)r.resp)->total_return - want) <= 1e-12,
+                  "totalReturn %.17g, want %.17g",
+                  ((Common__V1__SeriesMetrics *)r.resp)->total_return, want);
+    rpc_dispose(&r);
+
+    /* Errors: a one-point range, a benchmark without overlap, unknown ids. */
+    ga.from = b.bar[5].date;
+    ga.to = b.bar[5].date;
+    r = call(g_eq.port, EQUITY_V1_PATH("GetAnalytics"), &ga,
+             &common__v1__series_metrics__descriptor, NULL);
+    expect_invalid(&r, "from", "one-point range");
+    ga.from = b.bar[0].date;
+    ga.to = b.bar[4].date; /* the benchmark starts 5 days later */
+    ga.benchmark_id = bid;
+    r = call(g_eq.port, EQUITY_V1_PATH("GetAnalytics"), &ga,
+             &common__v1__series_metrics__descriptor, NULL);
+    expect_invalid(&r, "benchmarkId", "no overlap");
+    ga.from = "";
+    ga.to = "";
+    ga.benchmark_id = "6f1c2d3e-0000-4000-8000-00000000f00d";
+    r = call(g_eq.port, EQUITY_V1_PATH("GetAnalytics"), &ga,
+             &common__v1__series_metrics__descriptor, NULL);
+    expect_code(&r, FSR_NOT_FOUND, "unknown benchmark");
+    rpc_dispose(&r);
+    bars_free(&b);
+    bars_free(&m);
+}
+END_TEST
+
+/* ---- SeriesAnalytics vs the numpy reference ------------------------------------------- */
+
+static double jnum(json_t *v)
+{
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        return strcmp(s, "NaN") == 0 ? NAN : strcmp(s, "Infinity") == 0 ? INFINITY : -INFINITY;
+    }
+    return json_number_value(v);
+}
+
+static void fill_series(json_t *ser, Common__V1__PricePoint ***pp, size_t *np,
+                        Common__V1__DividendPoint ***dp, size_t *nd)
+{
+    json_t *dates = json_object_get(ser, "dates"), *close = json_object_get(ser, "close");
+    json_t *divs = json_object_get(ser, "dividends");
+    *np = json_array_size(dates);
+    *pp = calloc(*np, sizeof(**pp));
+    for (size_t i = 0; i < *np; i++) {
+        Common__V1__PricePoint *p = malloc(sizeof(*p));
+        common__v1__price_point__init(p);
+        p->date = mut(json_string_value(json_array_get(dates, i)));
+        p->close = json_number_value(json_array_get(close, i));
+        (*pp)[i] = p;
+    }
+    *nd = json_array_size(divs);
+    *dp = calloc(*nd + 1, sizeof(**dp));
+    for (size_t i = 0; i < *nd; i++) {
+        Common__V1__DividendPoint *d = malloc(sizeof(*d));
+        common__v1__dividend_point__init(d);
+        d->ex_date = mut(json_string_value(json_object_get(json_array_get(divs, i), "ex_date")));
+        d->amount = json_number_value(json_object_get(json_array_get(divs, i), "amount"));
+        (*dp)[i] = d;
+    }
+}
+
+static void near_rel(const char *what, double got, double want, double rel)
+{
+    if (isnan(want)) {
+        ck_assert_msg(isnan(got), "%s: %.17g, want NaN", what, got);
+        return;
+    }
+    ck_assert_msg(fabs(got - want) <= rel * fabs(want) + 1e-300, "%s: %.17g, want %.17g", what, got,
+                  want);
+}
+
+static void near_abs(const char *what, double got, double want, double tol)
+{
+    ck_assert_msg(fabs(got - want) <= tol, "%s: %.17g, want %.17g", what, got, want);
+}
+
+START_TEST(test_series_analytics_reference)
+{
+    REQUIRE_UP(g_eq);
+    json_error_t jerr;
+    json_t *ref = json_load_file(EQ_REF_JSON, 0, &jerr);
+    ck_assert_msg(ref != NULL, "%s: %s", EQ_REF_JSON, jerr.text);
+    json_t *series = json_object_get(ref, "series");
+    json_t *results = json_object_get(ref, "results");
+    /* AAA vs BMK on both bases. */
+    int checked = 0;
+    for (size_t k = 0; k < json_array_size(results); k++) {
+        json_t *res = json_array_get(results, k);
+        json_t *bname = json_object_get(res, "benchmark");
+        if (strcmp(json_string_value(json_object_get(res, "series")), "AAA") != 0 ||
+            !json_is_string(bname))
+            continue;
+        bool price = strcmp(json_string_value(json_object_get(res, "basis")), "PRICE") == 0;
+        Equity__V1__SeriesAnalyticsRequest sa = EQUITY__V1__SERIES_ANALYTICS_REQUEST__INIT;
+        fill_series(json_object_get(series, "AAA"), &sa.prices, &sa.n_prices, &sa.dividends,
+                    &sa.n_dividends);
+        Equity__V1__SeriesInput bi = EQUITY__V1__SERIES_INPUT__INIT;
+        fill_series(json_object_get(series, json_string_value(bname)), &bi.prices, &bi.n_prices,
+                    &bi.dividends, &bi.n_dividends);
+        sa.benchmark = &bi;
+        sa.basis = price ? COMMON__V1__BASIS__VALUE__PRICE : COMMON__V1__BASIS__VALUE__TOTAL;
+        rpc r = call(g_eq.port, ANALYTICS_PATH("SeriesAnalytics"), &sa,
+                     &common__v1__series_metrics__descriptor, NULL);
+        expect_code(&r, FSR_OK, "SeriesAnalytics AAA/BMK");
+        const Common__V1__SeriesMetrics *g = (Common__V1__SeriesMetrics *)r.resp;
+        json_t *m = json_object_get(res, "metrics");
+#define REL(f) near_rel(#f, g->f, jnum(json_object_get(m, #f)), 1e-9)
+        ck_assert_int_eq(g->observations, (int)json_integer_value(json_object_get(m, "n")));
+        near_abs("total_return", g->total_return, jnum(json_object_get(m, "total_return")), 1e-12);
+        REL(annualized_return);
+        REL(annualized_return_arith);
+        REL(annualized_volatility);
+        REL(sharpe);
+        REL(downside_deviation);
+        REL(sortino);
+        near_abs("max_drawdown", g->max_drawdown, jnum(json_object_get(m, "max_drawdown")), 1e-12);
+        REL(calmar);
+        REL(skewness);
+        REL(excess_kurtosis);
+        REL(beta);
+        REL(alpha_annualized);
+        REL(correlation);
+        REL(tracking_error);
+        REL(information_ratio);
+        near_abs("alpha_daily", g->alpha_daily, jnum(json_object_get(m, "alpha_daily")), 1e-12);
+#undef REL
+        ck_assert_str_eq(
+            g->max_drawdown_peak_date,
+            json_string_value(json_object_get(json_object_get(m, "max_drawdown_peak"), "date")));
+        ck_assert_str_eq(
+            g->max_drawdown_trough_date,
+            json_string_value(json_object_get(json_object_get(m, "max_drawdown_trough"), "date")));
+        json_t *rec = json_object_get(m, "max_drawdown_recovery");
+        ck_assert_str_eq(g->max_drawdown_recovery_date,
+                         json_is_object(rec) ? json_string_value(json_object_get(rec, "date"))
+                                             : "");
+        json_t *var = json_object_get(m, "var");
+        ck_assert_uint_eq(g->n_var, json_array_size(var));
+        for (size_t i = 0; i < g->n_var; i++) {
+            json_t *v = json_array_get(var, i);
+            const Common__V1__VarEstimate *e = g->var[i];
+            ck_assert_double_eq(e->confidence, jnum(json_object_get(v, "confidence")));
+            near_abs("historical", e->historical, jnum(json_object_get(v, "historical")), 1e-12);
+            near_abs("historical_lower", e->historical_lower,
+                     jnum(json_object_get(v, "historical_lower")), 1e-12);
+            near_abs("historical_inverted_cdf", e->historical_inverted_cdf,
+                     jnum(json_object_get(v, "historical_inverted_cdf")), 1e-12);
+            near_abs("cvar_historical", e->cvar_historical,
+                     jnum(json_object_get(v, "cvar_historical")), 1e-12);
+            near_abs("gaussian", e->gaussian, jnum(json_object_get(v, "gaussian")), 1e-12);
+            near_abs("es_gaussian", e->es_gaussian, jnum(json_object_get(v, "es_gaussian")), 1e-12);
+            near_abs("cornish_fisher", e->cornish_fisher,
+                     jnum(json_object_get(v, "cornish_fisher")), 1e-12);
+        }
+        /* Calendar-year returns. */
+        json_t *pr = json_object_get(res, "period_returns");
+        for (size_t i = 0; i < json_array_size(pr); i++) {
+            json_t *p = json_array_get(pr, i);
+            const char *label = json_string_value(json_object_get(p, "label"));
+            if (strlen(label) != 4)
+                continue;
+            bool found = false;
+            for (size_t j = 0; j < g->n_period_returns; j++) {
+                if (strcmp(g->period_returns[j]->label, label) != 0)
+                    continue;
+                found = true;
+                ck_assert_str_eq(g->period_returns[j]->end_close,
+                                 json_string_value(json_object_get(p, "end_close")));
+                near_abs(label, g->period_returns[j]->total_return,
+                         jnum(json_object_get(p, "total_return")), 1e-12);
+            }
+            ck_assert_msg(found, "no period return %s", label);
+        }
+        checked++;
+        rpc_dispose(&r);
+        for (size_t i = 0; i < sa.n_prices; i++)
+            free(sa.prices[i]);
+        for (size_t i = 0; i < sa.n_dividends; i++)
+            free(sa.dividends[i]);
+        for (size_t i = 0; i < bi.n_prices; i++)
+            free(bi.prices[i]);
+        for (size_t i = 0; i < bi.n_dividends; i++)
+            free(bi.dividends[i]);
+        free(sa.prices);
+        free(sa.dividends);
+        free(bi.prices);
+        free(bi.dividends);
+    }
+    ck_assert_int_eq(checked, 2);
+    json_decref(ref);
+}
+END_TEST
+
+/* ---- stateless errors and Covariance ---------------------------------------------------- */
+
+START_TEST(test_stateless_errors_and_covariance)
+{
+    REQUIRE_UP(g_eq);
+    Common__V1__PricePoint p0 = COMMON__V1__PRICE_POINT__INIT, p1 = p0, *pp[2] = { &p0, &p1 };
+    p0.date = "2024-01-02";
+    p0.close = 100;
+    Equity__V1__SeriesAnalyticsRequest sa = EQUITY__V1__SERIES_ANALYTICS_REQUEST__INIT;
+    sa.prices = pp;
+    sa.n_prices = 1;
+    rpc r = call(g_eq.port, ANALYTICS_PATH("SeriesAnalytics"), &sa,
+                 &common__v1__series_metrics__descriptor, NULL);
+    expect_invalid(&r, "prices", "one price");
+    p1.date = "2024-01-01"; /* descending */
+    p1.close = 101;
+    sa.n_prices = 2;
+    r = call(g_eq.port, ANALYTICS_PATH("SeriesAnalytics"), &sa,
+             &common__v1__series_metrics__descriptor, NULL);
+    expect_invalid(&r, "prices", "descending dates");
+    p1.date = "2024-01-03";
+    Equity__V1__SeriesInput bi = EQUITY__V1__SERIES_INPUT__INIT;
+    Common__V1__PricePoint b0 = COMMON__V1__PRICE_POINT__INIT, *bp[1] = { &b0 };
+    b0.date = "2024-01-02";
+    b0.close = -3;
+    bi.prices = bp;
+    bi.n_prices = 1;
+    sa.benchmark = &bi;
+    r = call(g_eq.port, ANALYTICS_PATH("SeriesAnalytics"), &sa,
+             &common__v1__series_metrics__descriptor, NULL);
+    expect_invalid(&r, "benchmark.prices", "bad benchmark");
+
+    /* Covariance of two return series, by hand. */
+    double x[4] = { 0.01, -0.02, 0.03, 0.00 }, y[4] = { 0.02, -0.01, 0.01, 0.01 };
+    Equity__V1__NamedSeries s1 = EQUITY__V1__NAMED_SERIES__INIT, s2 = s1, *ss[2] = { &s1, &s2 };
+    s1.id = "x";
+    s1.returns = x;
+    s1.n_returns = 4;
+    s2.id = "y";
+    s2.returns = y;
+    s2.n_returns = 4;
+    double w[2] = { 0.5, 0.3 };
+    Equity__V1__CovarianceRequest cr = EQUITY__V1__COVARIANCE_REQUEST__INIT;
+    cr.series = ss;
+    cr.n_series = 2;
+    cr.weights = w;
+    cr.n_weights = 2;
+    r = call(g_eq.port, ANALYTICS_PATH("Covariance"), &cr,
+             &common__v1__covariance_result__descriptor, NULL);
+    expect_code(&r, FSR_OK, "Covariance");
+    Common__V1__CovarianceResult *c = (Common__V1__CovarianceResult *)r.resp;
+    double mx = 0.005, my = 0.0075, cxx = 0, cyy = 0, cxy = 0;
+    for (int i = 0; i < 4; i++) {
+        cxx += (x[i] - mx) * (x[i] - mx);
+        cyy += (y[i] - my) * (y[i] - my);
+        cxy += (x[i] - mx) * (y[i] - my);
+    }
+    cxx /= 3;
+    cyy /= 3;
+    cxy /= 3;
+    ck_assert_int_eq(c->observations, 4);
+    ck_assert_uint_eq(c->n_covariance, 2);
+    near_abs("cov xx", c->covariance[0]->values[0], cxx, 1e-15);
+    near_abs("cov xy", c->covariance[0]->values[1], cxy, 1e-15);
+    near_abs("cov yy", c->covariance[1]->values[1], cyy, 1e-15);
+    near_abs("corr", c->correlation[1]->values[0], cxy / sqrt(cxx * cyy), 1e-12);
+    double var = 0.25 * cxx + 0.09 * cyy + 2 * 0.15 * cxy;
+    near_rel("portfolio vol", c->portfolio_volatility, sqrt(var * 252), 1e-12);
+    ck_assert_uint_eq(c->n_risk_contributions, 2);
+    near_abs("rc sum", c->risk_contributions[0] + c->risk_contributions[1], 1.0, 1e-12);
+    ck_assert_str_eq(c->ids[1], "y");
+    rpc_dispose(&r);
+    w[1] = 0.6; /* sums above 1 */
+    r = call(g_eq.port, ANALYTICS_PATH("Covariance"), &cr,
+             &common__v1__covariance_result__descriptor, NULL);
+    expect_invalid(&r, "weights", "weights above 1");
+    cr.n_series = 1;
+    cr.n_weights = 0;
+    r = call(g_eq.port, ANALYTICS_PATH("Covariance"), &cr,
+             &common__v1__covariance_result__descriptor, NULL);
+    expect_invalid(&r, "series", "one series");
+}
+END_TEST
+
+static Suite *equity_suite(void)
+{
+    Suite *s = suite_create("equity_market");
+    TCase *tc = tcase_create("equity");
+    tcase_set_timeout(tc, 120);
+    tcase_add_unchecked_fixture(tc, start_equity, stop_equity);
+    tcase_add_test(tc, test_upsert_10000_bars_then_list);
+    tcase_add_test(tc, test_upsert_bad_bars_store_nothing);
+    tcase_add_test(tc, test_quote_cache_and_price_updated);
+    tcase_add_test(tc, test_dividends_and_splits);
+    tcase_add_test(tc, test_get_analytics_matches_series_analytics);
+    tcase_add_test(tc, test_series_analytics_reference);
+    tcase_add_test(tc, test_stateless_errors_and_covariance);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    if (getenv("TEST_PG_HOST") == NULL || getenv("TEST_REDIS_PORT") == NULL) {
+        fprintf(stderr, "equity_test: run me through with_deps.sh\n");
+        return 77;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(g_tmp, sizeof(g_tmp), "%s/fsr-equity-it.XXXXXX", env_or("TMPDIR", "/tmp"));
+    if (mkdtemp(g_tmp) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "'%s' pg-start '%s' '%s' equity 1>&2",
+             env_or("FSR_DEPS_SH", "scripts/deps.sh"), getenv("TEST_PG_HOST"),
+             env_or("TEST_PG_PORT", "5432"));
+    if (system(cmd) != 0) {
+        fprintf(stderr, "equity_test: cannot create the database\n");
+        return 1;
+    }
+    SRunner *sr = srunner_create(equity_suite());
+    srunner_run_all(sr, CK_ENV);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    if (failed == 0) {
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_tmp);
+        if (system(cmd) != 0)
+            fprintf(stderr, "equity_test: cannot remove %s\n", g_tmp);
+    } else {
+        fprintf(stderr, "equity_test: logs kept in %s\n", g_tmp);
+    }
+    (void)wait_healthy;
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
