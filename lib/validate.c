@@ -78,6 +78,19 @@ const char *const *fsr_currency_codes(size_t *n)
 
 /* ---- ISIN (ISO 6166) ------------------------------------------------------------------ */
 
+bool fsr_isin_shaped(const char *s)
+{
+    if (s == NULL || strlen(s) != 12)
+        return false;
+    for (int i = 0; i < 12; i++) {
+        char c = s[i];
+        bool up = c >= 'A' && c <= 'Z', dig = c >= '0' && c <= '9';
+        if (i < 2 ? !up : i == 11 ? !dig : !(up || dig))
+            return false;
+    }
+    return true;
+}
+
 bool fsr_isin_valid(const char *s)
 {
     if (s == NULL || strlen(s) != 12)

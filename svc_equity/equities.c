@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fsr/handler.h"
 #include "fsr/app.h"
 #include "fsr/log.h"
 #include "fsr/pg.h"
@@ -90,57 +91,6 @@ static char *upper_dup(fsr_call *call, const char *s)
 }
 
 /*
- * Checks a text field; on failure finishes |call| with INVALID_ARGUMENT naming |field| and
- * returns -1.  |required|: the empty string is refused too.
- */
-static int check_text(fsr_call *call, const char *field, const char *v, bool required, size_t max,
-                      bool allow_space)
-{
-    const char *why = NULL;
-    if (required && v[0] == '\0') {
-        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, field, "is required");
-        return -1;
-    }
-    if (fsr_text_check(v, max, allow_space, &why) != 0) {
-        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, field, "%s", why);
-        return -1;
-    }
-    return 0;
-}
-
-/* Structure of an ISIN without its check digit: country letters, 9 alphanumerics, a digit. */
-static bool isin_shaped(const char *s)
-{
-    if (strlen(s) != 12)
-        return false;
-    for (int i = 0; i < 12; i++) {
-        char c = s[i];
-        bool up = c >= 'A' && c <= 'Z', dig = c >= '0' && c <= '9';
-        if (i < 2 ? !up : i == 11 ? !dig : !(up || dig))
-            return false;
-    }
-    return true;
-}
-
-static Google__Protobuf__Timestamp *ts_from_text(fsr_call *call, const char *text)
-{
-    int64_t s;
-    int32_t ns;
-    if (fsr_pg_timestamp_parse(text, &s, &ns) != 0)
-        return NULL;
-    Google__Protobuf__Timestamp *ts = fsr_call_alloc(call, sizeof(*ts));
-    google__protobuf__timestamp__init(ts);
-    ts->seconds = s;
-    ts->nanos = ns;
-    return ts;
-}
-
-static char *col_dup(fsr_call *call, const fsr_pg_result *res, int row, int col)
-{
-    return fsr_arena_strdup(fsr_call_arena(call), fsr_pg_result_getvalue(res, row, col));
-}
-
-/*
  * Copies row |row| of |res| (EQ_COLS) into a new Equity in the call's arena: the result is
  * only valid during the callback.  NULL if the row is not what the query promised.
  */
@@ -150,16 +100,16 @@ static Equity__V1__Equity *eq_from_row(fsr_call *call, const fsr_pg_result *res,
         return NULL;
     Equity__V1__Equity *e = fsr_call_alloc(call, sizeof(*e));
     equity__v1__equity__init(e);
-    e->id = col_dup(call, res, row, COL_ID);
-    e->symbol = col_dup(call, res, row, COL_SYMBOL);
-    e->name = col_dup(call, res, row, COL_NAME);
-    e->exchange = col_dup(call, res, row, COL_EXCHANGE);
-    e->currency = col_dup(call, res, row, COL_CURRENCY);
-    e->sector = col_dup(call, res, row, COL_SECTOR);
-    e->isin = col_dup(call, res, row, COL_ISIN);
+    e->id = fsr_pg_col_dup(call, res, row, COL_ID);
+    e->symbol = fsr_pg_col_dup(call, res, row, COL_SYMBOL);
+    e->name = fsr_pg_col_dup(call, res, row, COL_NAME);
+    e->exchange = fsr_pg_col_dup(call, res, row, COL_EXCHANGE);
+    e->currency = fsr_pg_col_dup(call, res, row, COL_CURRENCY);
+    e->sector = fsr_pg_col_dup(call, res, row, COL_SECTOR);
+    e->isin = fsr_pg_col_dup(call, res, row, COL_ISIN);
     e->lot_size = (int32_t)strtol(fsr_pg_result_getvalue(res, row, COL_LOT_SIZE), NULL, 10);
-    e->created_at = ts_from_text(call, fsr_pg_result_getvalue(res, row, COL_CREATED_AT));
-    e->updated_at = ts_from_text(call, fsr_pg_result_getvalue(res, row, COL_UPDATED_AT));
+    e->created_at = fsr_timestamp_from_pg(call, fsr_pg_result_getvalue(res, row, COL_CREATED_AT));
+    e->updated_at = fsr_timestamp_from_pg(call, fsr_pg_result_getvalue(res, row, COL_UPDATED_AT));
     if (e->created_at == NULL || e->updated_at == NULL)
         return NULL;
     return e;
@@ -223,9 +173,9 @@ static void on_created(const fsr_pg_result *res, void *arg)
 
 void eq_create_equity(fsr_call *call, const Equity__V1__CreateEquityRequest *req)
 {
-    if (check_text(call, "symbol", req->symbol, true, EQ_SYMBOL_MAX, false) != 0 ||
-        check_text(call, "name", req->name, true, EQ_NAME_MAX, true) != 0 ||
-        check_text(call, "exchange", req->exchange, true, EQ_EXCHANGE_MAX, false) != 0)
+    if (fsr_check_text(call, "symbol", req->symbol, true, EQ_SYMBOL_MAX, false) != 0 ||
+        fsr_check_text(call, "name", req->name, true, EQ_NAME_MAX, true) != 0 ||
+        fsr_check_text(call, "exchange", req->exchange, true, EQ_EXCHANGE_MAX, false) != 0)
         return;
 
     const char *currency = req->currency;
@@ -243,13 +193,13 @@ void eq_create_equity(fsr_call *call, const Equity__V1__CreateEquityRequest *req
                             "is not a known ISO 4217 currency code");
         return;
     }
-    if (check_text(call, "sector", req->sector, true, EQ_SECTOR_MAX, true) != 0)
+    if (fsr_check_text(call, "sector", req->sector, true, EQ_SECTOR_MAX, true) != 0)
         return;
 
     const char *isin = NULL;
     if (req->isin[0] != '\0') {
         char *u = upper_dup(call, req->isin);
-        if (!isin_shaped(u)) {
+        if (!fsr_isin_shaped(u)) {
             fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "isin",
                                 "must be 12 characters: a 2-letter country code, 9 letters or "
                                 "digits and a check digit");
@@ -387,10 +337,10 @@ void eq_list_equities(fsr_call *call, const Equity__V1__ListEquitiesRequest *req
                             FSR_PAGE_SIZE_MAX);
         return;
     }
-    if (check_text(call, "symbol", req->symbol, false, EQ_SYMBOL_MAX, false) != 0 ||
-        check_text(call, "sector", req->sector, false, EQ_SECTOR_MAX, true) != 0 ||
-        check_text(call, "exchange", req->exchange, false, EQ_EXCHANGE_MAX, false) != 0 ||
-        check_text(call, "isin", req->isin, false, 12, false) != 0)
+    if (fsr_check_text(call, "symbol", req->symbol, false, EQ_SYMBOL_MAX, false) != 0 ||
+        fsr_check_text(call, "sector", req->sector, false, EQ_SECTOR_MAX, true) != 0 ||
+        fsr_check_text(call, "exchange", req->exchange, false, EQ_EXCHANGE_MAX, false) != 0 ||
+        fsr_check_text(call, "isin", req->isin, false, 12, false) != 0)
         return;
 
     /* The cursor: (symbol, exchange) of the previous page's last row. */

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fsr/handler.h"
 #include "fsr/app.h"
 #include "fsr/log.h"
 #include "fsr/pg.h"
@@ -136,24 +137,6 @@ static fsr_pg_pool *pool_of(fsr_call *call)
     if (pool == NULL)
         fsr_call_fail(call, FSR_UNAVAILABLE, "the equity database is unavailable");
     return pool;
-}
-
-static char *col_dup(fsr_call *call, const fsr_pg_result *res, int row, int col)
-{
-    return fsr_arena_strdup(fsr_call_arena(call), fsr_pg_result_getvalue(res, row, col));
-}
-
-static Google__Protobuf__Timestamp *ts_from_text(fsr_call *call, const char *text)
-{
-    int64_t s;
-    int32_t ns;
-    if (fsr_pg_timestamp_parse(text, &s, &ns) != 0)
-        return NULL;
-    Google__Protobuf__Timestamp *ts = fsr_call_alloc(call, sizeof(*ts));
-    google__protobuf__timestamp__init(ts);
-    ts->seconds = s;
-    ts->nanos = ns;
-    return ts;
 }
 
 /* Checks the equity id field |field|; finishes |call| and returns -1 if bad. */
@@ -346,7 +329,7 @@ static void on_upserted(const fsr_pg_result *res, void *arg)
     op->resp = fsr_call_alloc(op->call, sizeof(*op->resp));
     equity__v1__upsert_prices_response__init(op->resp);
     op->resp->upserted = (int32_t)strtol(fsr_pg_result_getvalue(res, 0, 0), NULL, 10);
-    op->resp->latest_date = col_dup(op->call, res, 0, 1);
+    op->resp->latest_date = fsr_pg_col_dup(op->call, res, 0, 1);
     FSR_INFO("equity %s: %d bars upserted (%s..%s)", op->id, op->resp->upserted, op->from, op->to);
     publish_updated(op->call, op->id, op->from, op->to);
     /* Answer once the cached quote is gone, so a following GetQuote sees the new close. */
@@ -509,11 +492,11 @@ static void on_bars(const fsr_pg_result *res, void *arg)
     for (int i = 0; i < rows; i++) {
         Equity__V1__PriceBar *b = &bars[i];
         equity__v1__price_bar__init(b);
-        b->date = col_dup(call, res, i, 0);
-        b->open = col_dup(call, res, i, 1);
-        b->high = col_dup(call, res, i, 2);
-        b->low = col_dup(call, res, i, 3);
-        b->close = col_dup(call, res, i, 4);
+        b->date = fsr_pg_col_dup(call, res, i, 0);
+        b->open = fsr_pg_col_dup(call, res, i, 1);
+        b->high = fsr_pg_col_dup(call, res, i, 2);
+        b->low = fsr_pg_col_dup(call, res, i, 3);
+        b->close = fsr_pg_col_dup(call, res, i, 4);
         b->volume = strtoll(fsr_pg_result_getvalue(res, i, 5), NULL, 10);
         resp->bars[i] = b;
     }
@@ -551,12 +534,12 @@ static Equity__V1__Dividend *dividend_from_row(fsr_call *call, const fsr_pg_resu
 {
     Equity__V1__Dividend *d = fsr_call_alloc(call, sizeof(*d));
     equity__v1__dividend__init(d);
-    d->id = col_dup(call, res, row, 0);
-    d->equity_id = col_dup(call, res, row, 1);
-    d->ex_date = col_dup(call, res, row, 2);
-    d->pay_date = col_dup(call, res, row, 3);
-    d->amount = col_dup(call, res, row, 4);
-    d->created_at = ts_from_text(call, fsr_pg_result_getvalue(res, row, 5));
+    d->id = fsr_pg_col_dup(call, res, row, 0);
+    d->equity_id = fsr_pg_col_dup(call, res, row, 1);
+    d->ex_date = fsr_pg_col_dup(call, res, row, 2);
+    d->pay_date = fsr_pg_col_dup(call, res, row, 3);
+    d->amount = fsr_pg_col_dup(call, res, row, 4);
+    d->created_at = fsr_timestamp_from_pg(call, fsr_pg_result_getvalue(res, row, 5));
     return d;
 }
 
@@ -564,11 +547,11 @@ static Equity__V1__Split *split_from_row(fsr_call *call, const fsr_pg_result *re
 {
     Equity__V1__Split *s = fsr_call_alloc(call, sizeof(*s));
     equity__v1__split__init(s);
-    s->id = col_dup(call, res, row, 0);
-    s->equity_id = col_dup(call, res, row, 1);
-    s->ex_date = col_dup(call, res, row, 2);
-    s->ratio = col_dup(call, res, row, 3);
-    s->created_at = ts_from_text(call, fsr_pg_result_getvalue(res, row, 4));
+    s->id = fsr_pg_col_dup(call, res, row, 0);
+    s->equity_id = fsr_pg_col_dup(call, res, row, 1);
+    s->ex_date = fsr_pg_col_dup(call, res, row, 2);
+    s->ratio = fsr_pg_col_dup(call, res, row, 3);
+    s->created_at = fsr_timestamp_from_pg(call, fsr_pg_result_getvalue(res, row, 4));
     return s;
 }
 
@@ -738,14 +721,14 @@ static void on_quote_row(const fsr_pg_result *res, void *arg)
     }
     Equity__V1__Quote *q = fsr_call_alloc(call, sizeof(*q));
     equity__v1__quote__init(q);
-    q->equity_id = col_dup(call, res, 0, 0);
-    q->symbol = col_dup(call, res, 0, 1);
-    q->currency = col_dup(call, res, 0, 2);
-    q->date = col_dup(call, res, 0, 3);
-    q->close = col_dup(call, res, 0, 4);
-    q->previous_close = col_dup(call, res, 0, 5);
+    q->equity_id = fsr_pg_col_dup(call, res, 0, 0);
+    q->symbol = fsr_pg_col_dup(call, res, 0, 1);
+    q->currency = fsr_pg_col_dup(call, res, 0, 2);
+    q->date = fsr_pg_col_dup(call, res, 0, 3);
+    q->close = fsr_pg_col_dup(call, res, 0, 4);
+    q->previous_close = fsr_pg_col_dup(call, res, 0, 5);
     q->change = strtod(fsr_pg_result_getvalue(res, 0, 6), NULL);
-    q->updated_at = ts_from_text(call, fsr_pg_result_getvalue(res, 0, 7));
+    q->updated_at = fsr_timestamp_from_pg(call, fsr_pg_result_getvalue(res, 0, 7));
     fsr_redis *cache = fsr_app_ctx_of(call)->redis;
     if (cache != NULL) {
         size_t len = equity__v1__quote__get_packed_size(q);

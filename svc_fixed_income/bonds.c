@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fsr/handler.h"
 #include "fsr/app.h"
 #include "fsr/log.h"
 #include "fsr/pg.h"
@@ -65,22 +66,6 @@ static char *upper_dup(fsr_call *call, const char *s)
     return u;
 }
 
-/* Checks a text field; on failure finishes |call| naming |field| and returns -1. */
-static int check_text(fsr_call *call, const char *field, const char *v, bool required, size_t max,
-                      bool allow_space)
-{
-    const char *why = NULL;
-    if (required && v[0] == '\0') {
-        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, field, "is required");
-        return -1;
-    }
-    if (fsr_text_check(v, max, allow_space, &why) != 0) {
-        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, field, "%s", why);
-        return -1;
-    }
-    return 0;
-}
-
 /* Checks an optional "YYYY-MM-DD" field; on failure finishes |call| and returns -1. */
 static int check_date(fsr_call *call, const char *field, const char *v, bool required)
 {
@@ -98,37 +83,6 @@ static int check_date(fsr_call *call, const char *field, const char *v, bool req
     return 0;
 }
 
-static bool isin_shaped(const char *s)
-{
-    if (strlen(s) != 12)
-        return false;
-    for (int i = 0; i < 12; i++) {
-        char c = s[i];
-        bool up = c >= 'A' && c <= 'Z', dig = c >= '0' && c <= '9';
-        if (i < 2 ? !up : i == 11 ? !dig : !(up || dig))
-            return false;
-    }
-    return true;
-}
-
-static Google__Protobuf__Timestamp *ts_from_text(fsr_call *call, const char *text)
-{
-    int64_t s;
-    int32_t ns;
-    if (fsr_pg_timestamp_parse(text, &s, &ns) != 0)
-        return NULL;
-    Google__Protobuf__Timestamp *ts = fsr_call_alloc(call, sizeof(*ts));
-    google__protobuf__timestamp__init(ts);
-    ts->seconds = s;
-    ts->nanos = ns;
-    return ts;
-}
-
-static char *col_dup(fsr_call *call, const fsr_pg_result *res, int row, int col)
-{
-    return fsr_arena_strdup(fsr_call_arena(call), fsr_pg_result_getvalue(res, row, col));
-}
-
 /* Copies row |row| (FI_COLS) into a new Bond in the call's arena; NULL if malformed. */
 FixedIncome__V1__Bond *fi_from_row(fsr_call *call, const fsr_pg_result *res, int row)
 {
@@ -136,12 +90,12 @@ FixedIncome__V1__Bond *fi_from_row(fsr_call *call, const fsr_pg_result *res, int
         return NULL;
     FixedIncome__V1__Bond *b = fsr_call_alloc(call, sizeof(*b));
     fixed_income__v1__bond__init(b);
-    b->id = col_dup(call, res, row, COL_ID);
-    b->isin = col_dup(call, res, row, COL_ISIN);
-    b->name = col_dup(call, res, row, COL_NAME);
-    b->issuer = col_dup(call, res, row, COL_ISSUER);
-    b->currency = col_dup(call, res, row, COL_CURRENCY);
-    b->face = col_dup(call, res, row, COL_FACE);
+    b->id = fsr_pg_col_dup(call, res, row, COL_ID);
+    b->isin = fsr_pg_col_dup(call, res, row, COL_ISIN);
+    b->name = fsr_pg_col_dup(call, res, row, COL_NAME);
+    b->issuer = fsr_pg_col_dup(call, res, row, COL_ISSUER);
+    b->currency = fsr_pg_col_dup(call, res, row, COL_CURRENCY);
+    b->face = fsr_pg_col_dup(call, res, row, COL_FACE);
     b->coupon_rate = strtod(fsr_pg_result_getvalue(res, row, COL_COUPON_RATE), NULL);
     b->frequency = (int32_t)strtol(fsr_pg_result_getvalue(res, row, COL_FREQUENCY), NULL, 10);
     const ProtobufCEnumValue *dc = protobuf_c_enum_descriptor_get_value_by_name(
@@ -149,10 +103,10 @@ FixedIncome__V1__Bond *fi_from_row(fsr_call *call, const fsr_pg_result *res, int
     if (dc == NULL)
         return NULL;
     b->day_count = (Common__V1__DayCount__Value)dc->value;
-    b->issue_date = col_dup(call, res, row, COL_ISSUE_DATE);
-    b->maturity_date = col_dup(call, res, row, COL_MATURITY_DATE);
-    b->created_at = ts_from_text(call, fsr_pg_result_getvalue(res, row, COL_CREATED_AT));
-    b->updated_at = ts_from_text(call, fsr_pg_result_getvalue(res, row, COL_UPDATED_AT));
+    b->issue_date = fsr_pg_col_dup(call, res, row, COL_ISSUE_DATE);
+    b->maturity_date = fsr_pg_col_dup(call, res, row, COL_MATURITY_DATE);
+    b->created_at = fsr_timestamp_from_pg(call, fsr_pg_result_getvalue(res, row, COL_CREATED_AT));
+    b->updated_at = fsr_timestamp_from_pg(call, fsr_pg_result_getvalue(res, row, COL_UPDATED_AT));
     if (b->created_at == NULL || b->updated_at == NULL)
         return NULL;
     return b;
@@ -214,7 +168,7 @@ void fi_create_bond(fsr_call *call, const FixedIncome__V1__CreateBondRequest *re
     const char *isin = NULL;
     if (req->isin[0] != '\0') {
         char *u = upper_dup(call, req->isin);
-        if (!isin_shaped(u)) {
+        if (!fsr_isin_shaped(u)) {
             fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "isin",
                                 "must be 12 characters: a 2-letter country code, 9 letters or "
                                 "digits and a check digit");
@@ -230,8 +184,8 @@ void fi_create_bond(fsr_call *call, const FixedIncome__V1__CreateBondRequest *re
         fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "name", "is required when isin is empty");
         return;
     }
-    if (check_text(call, "name", req->name, false, FI_NAME_MAX, true) != 0 ||
-        check_text(call, "issuer", req->issuer, true, FI_ISSUER_MAX, true) != 0)
+    if (fsr_check_text(call, "name", req->name, false, FI_NAME_MAX, true) != 0 ||
+        fsr_check_text(call, "issuer", req->issuer, true, FI_ISSUER_MAX, true) != 0)
         return;
 
     if (req->currency[0] == '\0') {
@@ -420,11 +374,11 @@ void fi_list_bonds(fsr_call *call, const FixedIncome__V1__ListBondsRequest *req)
                             FSR_PAGE_SIZE_MAX);
         return;
     }
-    if (check_text(call, "issuer", req->issuer, false, FI_ISSUER_MAX, true) != 0 ||
+    if (fsr_check_text(call, "issuer", req->issuer, false, FI_ISSUER_MAX, true) != 0 ||
         check_date(call, "maturityFrom", req->maturity_from, false) != 0 ||
         check_date(call, "maturityTo", req->maturity_to, false) != 0 ||
-        check_text(call, "currency", req->currency, false, 3, false) != 0 ||
-        check_text(call, "isin", req->isin, false, 12, false) != 0)
+        fsr_check_text(call, "currency", req->currency, false, 3, false) != 0 ||
+        fsr_check_text(call, "isin", req->isin, false, 12, false) != 0)
         return;
     if (req->maturity_from[0] != '\0' && req->maturity_to[0] != '\0' &&
         strcmp(req->maturity_from, req->maturity_to) > 0) {

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fsr/handler.h"
 #include "fsr/app.h"
 #include "fsr/json.h"
 #include "fsr/log.h"
@@ -109,24 +110,6 @@ static int caller_of(fsr_call *call, const char **out)
     return 0;
 }
 
-static Google__Protobuf__Timestamp *ts_from_text(fsr_call *call, const char *text)
-{
-    int64_t s;
-    int32_t ns;
-    if (fsr_pg_timestamp_parse(text, &s, &ns) != 0)
-        return NULL;
-    Google__Protobuf__Timestamp *ts = fsr_call_alloc(call, sizeof(*ts));
-    google__protobuf__timestamp__init(ts);
-    ts->seconds = s;
-    ts->nanos = ns;
-    return ts;
-}
-
-static char *col_dup(fsr_call *call, const fsr_pg_result *res, int row, int col)
-{
-    return fsr_arena_strdup(fsr_call_arena(call), fsr_pg_result_getvalue(res, row, col));
-}
-
 /* Merges the stored JSON of one field (targets, benchmark) into |p|; -1 if it is corrupt. */
 static int merge_json(fsr_call *call, Portfolio__V1__Portfolio *p, const char *field,
                       const fsr_pg_result *res, int row, int col)
@@ -154,14 +137,14 @@ static Portfolio__V1__Portfolio *pf_from_row(fsr_call *call, const fsr_pg_result
         return NULL;
     Portfolio__V1__Portfolio *p = fsr_call_alloc(call, sizeof(*p));
     portfolio__v1__portfolio__init(p);
-    p->id = col_dup(call, res, row, COL_ID);
-    p->client_id = col_dup(call, res, row, COL_CLIENT_ID);
-    p->name = col_dup(call, res, row, COL_NAME);
-    p->base_currency = col_dup(call, res, row, COL_BASE_CURRENCY);
-    p->cash = col_dup(call, res, row, COL_CASH);
+    p->id = fsr_pg_col_dup(call, res, row, COL_ID);
+    p->client_id = fsr_pg_col_dup(call, res, row, COL_CLIENT_ID);
+    p->name = fsr_pg_col_dup(call, res, row, COL_NAME);
+    p->base_currency = fsr_pg_col_dup(call, res, row, COL_BASE_CURRENCY);
+    p->cash = fsr_pg_col_dup(call, res, row, COL_CASH);
     p->version = (int32_t)strtol(fsr_pg_result_getvalue(res, row, COL_VERSION), NULL, 10);
-    p->created_at = ts_from_text(call, fsr_pg_result_getvalue(res, row, COL_CREATED_AT));
-    p->updated_at = ts_from_text(call, fsr_pg_result_getvalue(res, row, COL_UPDATED_AT));
+    p->created_at = fsr_timestamp_from_pg(call, fsr_pg_result_getvalue(res, row, COL_CREATED_AT));
+    p->updated_at = fsr_timestamp_from_pg(call, fsr_pg_result_getvalue(res, row, COL_UPDATED_AT));
     if (p->created_at == NULL || p->updated_at == NULL)
         return NULL;
     if (merge_json(call, p, "targets", res, row, COL_TARGETS) != 0)

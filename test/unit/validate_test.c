@@ -70,6 +70,24 @@ START_TEST(test_validate_isin)
 }
 END_TEST
 
+/* Shape only: a wrong check digit is still ISIN-shaped, a malformed string is not. */
+START_TEST(test_validate_isin_shaped)
+{
+    ck_assert(fsr_isin_shaped("US0378331005"));
+    ck_assert(fsr_isin_shaped("US0378331006")); /* wrong check digit, right shape */
+    const char *bad[] = { "us0378331005",
+                          "US037833100",
+                          "US03783310055",
+                          "1S0378331005",
+                          "US037833100A",
+                          "US03783310-5",
+                          "" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_msg(!fsr_isin_shaped(bad[i]), "%s should not be ISIN-shaped", bad[i]);
+    ck_assert(!fsr_isin_shaped(NULL));
+}
+END_TEST
+
 /* For any 11-character body exactly one of the ten check digits is valid. */
 START_TEST(test_validate_isin_one_check_digit)
 {
@@ -317,6 +335,7 @@ static Suite *validate_suite(void)
     tcase_add_test(tc, test_validate_uuid);
     tcase_add_test(tc, test_validate_isin);
     tcase_add_test(tc, test_validate_isin_one_check_digit);
+    tcase_add_test(tc, test_validate_isin_shaped);
     suite_add_tcase(s, tc);
     tc = tcase_create("currency");
     tcase_add_test(tc, test_validate_currency);

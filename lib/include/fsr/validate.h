@@ -40,6 +40,12 @@ const char *const *fsr_currency_codes(size_t *n);
  */
 bool fsr_isin_valid(const char *s);
 
+/*
+ * True if |s| has an ISIN's structure (2 upper-case letters, 9 upper-case alphanumerics, a
+ * digit), whatever its check digit: lets callers tell a malformed ISIN from a wrong check digit.
+ */
+bool fsr_isin_shaped(const char *s);
+
 /* Limits of stored decimals: NUMERIC with at most 18 integer and 10 fraction digits. */
 #define FSR_DECIMAL_MAX_INT_DIGITS  18
 #define FSR_DECIMAL_MAX_FRAC_DIGITS 10
