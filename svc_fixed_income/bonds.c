@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The bonds resource: CreateBond, GetBond and ListBonds over Postgres. */
+/* The bonds resource: CreateBond, GetBond, ListBonds, UpdateBond and DeleteBond over Postgres. */
 #include "fixed_income.h"
 
 #include <math.h>
@@ -417,4 +417,248 @@ void fi_list_bonds(fsr_call *call, const FixedIncome__V1__ListBondsRequest *req)
     int rv = fsr_pg_query(pool, &fi_list, 8, values, on_listed, op);
     if (rv != 0)
         fsr_call_fail_err(call, rv, "list bonds");
+}
+
+/* ---- UpdateBond --------------------------------------------------------------------- */
+
+/*
+ * One statement: NULL parameters keep the column (isin: "" clears it).  The table's CHECK
+ * constraints judge the merged row (issue < maturity, zero coupon, isin or name).
+ */
+static const fsr_pg_stmt fi_update = {
+    "fi_update",
+    "UPDATE bonds SET isin = CASE WHEN $2::text IS NULL THEN isin ELSE nullif($2::text, '') END,"
+    " name = coalesce($3::text, name), issuer = coalesce($4::text, issuer),"
+    " currency = coalesce($5::text, currency), face = coalesce($6::numeric, face),"
+    " coupon_rate = coalesce($7::float8, coupon_rate),"
+    " frequency = coalesce($8::integer, frequency), day_count = coalesce($9::text, day_count),"
+    " issue_date = coalesce($10::date, issue_date),"
+    " maturity_date = coalesce($11::date, maturity_date), updated_at = now()"
+    " WHERE id = $1::uuid RETURNING " FI_COLS,
+};
+
+static const fsr_pg_stmt fi_delete = {
+    "fi_delete",
+    "DELETE FROM bonds WHERE id = $1::uuid RETURNING id",
+};
+
+typedef struct update_op {
+    fsr_call *call;
+    const char *id;
+    const char *isin;
+    bool issue_only; /* issueDate given, maturityDate not */
+} update_op;
+
+static void on_updated(const fsr_pg_result *res, void *arg)
+{
+    update_op *op = arg;
+    fsr_call *call = op->call;
+    int st = fsr_pg_result_status(res);
+    if (st == FSR_E_UNIQUE) {
+        fsr_call_fail(call, FSR_ALREADY_EXISTS, "a bond with ISIN %s already exists",
+                      op->isin != NULL ? op->isin : "");
+        return;
+    }
+    if (st == FSR_E_CHECK) {
+        const char *m = fsr_pg_result_message(res);
+        if (strstr(m, "bonds_dates") != NULL)
+            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT,
+                                op->issue_only ? "issueDate" : "maturityDate",
+                                "maturityDate must be after issueDate");
+        else if (strstr(m, "bonds_zero_coupon") != NULL)
+            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "couponRate",
+                                "must be 0 for a zero-coupon bond (frequency 0)");
+        else if (strstr(m, "bonds_isin_or_name") != NULL)
+            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "name",
+                                "is required when isin is empty");
+        else
+            fi_fail_db(call, res, "update bond");
+        return;
+    }
+    if (st != 0) {
+        fi_fail_db(call, res, "update bond");
+        return;
+    }
+    if (fsr_pg_result_rows(res) == 0) {
+        fsr_call_fail_field(call, FSR_NOT_FOUND, "id", "bond %s not found", op->id);
+        return;
+    }
+    FixedIncome__V1__Bond *b = fi_from_row(call, res, 0);
+    if (b == NULL) {
+        fail_shape(call, "update bond");
+        return;
+    }
+    FSR_INFO("bond %s updated", b->id);
+    fi_publish_updated(call, b->id, NULL, NULL);
+    fsr_redis *cache = fsr_app_ctx_of(call)->redis;
+    if (cache != NULL)
+        (void)fsr_redis_command(cache, NULL, NULL, "DEL fi:quote:%s", b->id);
+    fixed_income_v1_fixed_income_service_update_bond_reply(call, b);
+}
+
+void fi_update_bond(fsr_call *call, const FixedIncome__V1__UpdateBondRequest *req)
+{
+    if (req->id[0] == '\0') {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "is required");
+        return;
+    }
+    if (!fsr_uuid_valid(req->id)) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "must be a UUID");
+        return;
+    }
+    const char *v[11] = { req->id };
+    if (req->isin != NULL) {
+        const char *isin = "";
+        if (req->isin->value[0] != '\0') {
+            char *u = upper_dup(call, req->isin->value);
+            if (!fsr_isin_shaped(u)) {
+                fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "isin",
+                                    "must be 12 characters: a 2-letter country code, 9 letters "
+                                    "or digits and a check digit");
+                return;
+            }
+            if (!fsr_isin_valid(u)) {
+                fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "isin", "has a wrong check digit");
+                return;
+            }
+            isin = u;
+        }
+        v[1] = isin;
+    }
+    if (req->name != NULL) {
+        if (fsr_check_text(call, "name", req->name->value, false, FI_NAME_MAX, true) != 0)
+            return;
+        v[2] = req->name->value;
+    }
+    if (req->issuer != NULL) {
+        if (fsr_check_text(call, "issuer", req->issuer->value, true, FI_ISSUER_MAX, true) != 0)
+            return;
+        v[3] = req->issuer->value;
+    }
+    if (req->currency != NULL) {
+        const char *c = req->currency->value;
+        if (c[0] == '\0') {
+            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "currency", "must not be empty");
+            return;
+        }
+        if (!fsr_currency_valid(c)) {
+            bool shaped = strlen(c) == 3 && strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == 3;
+            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "currency", "%s",
+                                shaped ? "is not a known ISO 4217 currency code"
+                                       : "must be 3 upper-case letters (ISO 4217)");
+            return;
+        }
+        v[4] = c;
+    }
+    if (req->face != NULL) {
+        int sign = 0;
+        const char *why = NULL;
+        if (fsr_decimal_check(req->face->value, &sign, &why) != 0) {
+            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "face", "%s", why);
+            return;
+        }
+        if (sign <= 0) {
+            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "face", "must be > 0");
+            return;
+        }
+        v[5] = req->face->value;
+    }
+    if (req->coupon_rate != NULL) {
+        double r = req->coupon_rate->value;
+        if (!(r >= 0.0 && r < 1.0)) {
+            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "couponRate",
+                                "must be a fraction in [0, 1) (0.05 is 5%%)");
+            return;
+        }
+        v[6] = fsr_call_printf(call, "%.17g", r);
+    }
+    if (req->frequency != NULL) {
+        int f = req->frequency->value;
+        if (f != 0 && f != 1 && f != 2 && f != 4 && f != 12) {
+            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "frequency",
+                                "must be 0, 1, 2, 4 or 12");
+            return;
+        }
+        v[7] = fsr_call_printf(call, "%d", f);
+    }
+    if (req->day_count != COMMON__V1__DAY_COUNT__VALUE__DAY_COUNT_UNSPECIFIED) {
+        const ProtobufCEnumValue *dc = protobuf_c_enum_descriptor_get_value(
+            &common__v1__day_count__value__descriptor, (int)req->day_count);
+        if (dc == NULL) {
+            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "dayCount",
+                                "must be one of ACT_ACT_ICMA, ACT_ACT_ISDA, THIRTY_360_US, "
+                                "THIRTY_E_360, ACT_360, ACT_365_FIXED");
+            return;
+        }
+        v[8] = dc->name;
+    }
+    if (req->issue_date != NULL) {
+        if (check_date(call, "issueDate", req->issue_date->value, true) != 0)
+            return;
+        v[9] = req->issue_date->value;
+    }
+    if (req->maturity_date != NULL) {
+        if (check_date(call, "maturityDate", req->maturity_date->value, true) != 0)
+            return;
+        v[10] = req->maturity_date->value;
+    }
+    if (v[9] != NULL && v[10] != NULL && strcmp(v[9], v[10]) >= 0) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "maturityDate", "must be after issueDate");
+        return;
+    }
+    fsr_pg_pool *pool = fi_pool_of(call);
+    if (pool == NULL)
+        return;
+    update_op *op = fsr_call_alloc(call, sizeof(*op));
+    op->call = call;
+    op->id = req->id;
+    op->isin = v[1];
+    op->issue_only = v[9] != NULL && v[10] == NULL;
+    int rv = fsr_pg_query(pool, &fi_update, 11, v, on_updated, op);
+    if (rv != 0)
+        fsr_call_fail_err(call, rv, "update bond");
+}
+
+/* ---- DeleteBond --------------------------------------------------------------------- */
+
+static void on_deleted(const fsr_pg_result *res, void *arg)
+{
+    get_op *op = arg;
+    if (fsr_pg_result_status(res) != 0) {
+        fi_fail_db(op->call, res, "delete bond");
+        return;
+    }
+    if (fsr_pg_result_rows(res) == 0) {
+        fsr_call_fail_field(op->call, FSR_NOT_FOUND, "id", "bond %s not found", op->id);
+        return;
+    }
+    FSR_INFO("bond %s deleted", op->id);
+    fsr_redis *cache = fsr_app_ctx_of(op->call)->redis;
+    if (cache != NULL)
+        (void)fsr_redis_command(cache, NULL, NULL, "DEL fi:quote:%s", op->id);
+    Google__Protobuf__Empty *e = fsr_call_alloc(op->call, sizeof(*e));
+    google__protobuf__empty__init(e);
+    fixed_income_v1_fixed_income_service_delete_bond_reply(op->call, e);
+}
+
+void fi_delete_bond(fsr_call *call, const FixedIncome__V1__DeleteBondRequest *req)
+{
+    if (req->id[0] == '\0') {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "is required");
+        return;
+    }
+    if (!fsr_uuid_valid(req->id)) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "must be a UUID");
+        return;
+    }
+    fsr_pg_pool *pool = fi_pool_of(call);
+    if (pool == NULL)
+        return;
+    get_op *op = fsr_call_alloc(call, sizeof(*op));
+    op->call = call;
+    op->id = req->id;
+    const char *values[1] = { req->id };
+    int rv = fsr_pg_query(pool, &fi_delete, 1, values, on_deleted, op);
+    if (rv != 0)
+        fsr_call_fail_err(call, rv, "delete bond");
 }

@@ -52,10 +52,21 @@ void fi_fail_db(fsr_call *call, const fsr_pg_result *res, const char *what);
 /* The thread's pool, or NULL after finishing |call| UNAVAILABLE. */
 fsr_pg_pool *fi_pool_of(fsr_call *call);
 
-/* bonds.c: the bonds resource (create, get, list). */
+/* bonds.c: the bonds resource (create, get, list, update, delete). */
 void fi_create_bond(fsr_call *call, const FixedIncome__V1__CreateBondRequest *req);
 void fi_get_bond(fsr_call *call, const FixedIncome__V1__GetBondRequest *req);
 void fi_list_bonds(fsr_call *call, const FixedIncome__V1__ListBondsRequest *req);
+void fi_update_bond(fsr_call *call, const FixedIncome__V1__UpdateBondRequest *req);
+void fi_delete_bond(fsr_call *call, const FixedIncome__V1__DeleteBondRequest *req);
+
+/* quotes.c: daily quotes (upsert, list). */
+void fi_upsert_quotes(fsr_call *call, const FixedIncome__V1__UpsertQuotesRequest *req);
+void fi_list_quotes(fsr_call *call, const FixedIncome__V1__ListQuotesRequest *req);
+/*
+ * Publishes bond.updated {"id","from","to"} (or {"id"} when |from| is NULL) on the shared
+ * Redis; best effort: failures are logged.
+ */
+void fi_publish_updated(fsr_call *call, const char *id, const char *from, const char *to);
 
 /* analytics.c: prices and risk, stateless and of stored bonds. */
 void fi_bond_analytics(fsr_call *call, const FixedIncome__V1__BondAnalyticsRequest *req);

@@ -10,7 +10,8 @@ FSR_MIGRATIONS_DECLARE(fi_migrations);
 int main(int argc, char **argv)
 {
     /*
-     * Everything else (PORT, PORT_FILE, THREADS, LOG_*, FI_DB_*, FI_REDIS_*) is read from
+     * Everything else (PORT, PORT_FILE, THREADS, LOG_*, FI_DB_*, FI_REDIS_*,
+     * SHARED_REDIS_*) is read from
      * the environment by fsr_app_main().
      */
     static const fsr_app_config cfg = {
@@ -20,7 +21,7 @@ int main(int argc, char **argv)
         .default_db_port = 5433,
         .default_db = "fixed_income",
         .default_redis_port = 6380,
-        .shared_redis = false,
+        .shared_redis = true,
         .migrations = fi_migrations,
         .register_services = fi_register_services,
     };

@@ -56,7 +56,7 @@ typedef struct svc_def {
 } svc_def;
 
 static const svc_def EQUITY = { "equity", "FSR_EQUITY_BIN", "EQUITY", true };
-static const svc_def FIXED_INCOME = { "fixed_income", "FSR_FIXED_INCOME_BIN", "FI", false };
+static const svc_def FIXED_INCOME = { "fixed_income", "FSR_FIXED_INCOME_BIN", "FI", true };
 static const svc_def PORTFOLIO = { "portfolio", "FSR_PORTFOLIO_BIN", "PORTFOLIO", true };
 
 typedef struct proc {
@@ -1341,12 +1341,272 @@ START_TEST(test_fi_stored_and_batch_analytics)
 }
 END_TEST
 
+/* ---- quotes, update and delete -------------------------------------------------------- */
+
+static redisContext *fi_redis(void)
+{
+    redisContext *c = redisConnect(env_or("TEST_REDIS_HOST", "127.0.0.1"),
+                                   atoi(env_or("TEST_REDIS_PORT", "6379")));
+    ck_assert_msg(c != NULL && c->err == 0, "redis connect");
+    return c;
+}
+
+static void fi_new_bond(const char *name, char *id_out)
+{
+    FixedIncome__V1__CreateBondRequest req = fi_valid();
+    req.name = mut(name);
+    rpc r = fi_create(&req);
+    expect_code(&r, FSR_OK, "CreateBond");
+    snprintf(id_out, 64, "%s", ((FixedIncome__V1__Bond *)r.resp)->id);
+    rpc_dispose(&r);
+}
+
+static rpc fi_upsert(const char *id, FixedIncome__V1__BondQuote **q, size_t n)
+{
+    FixedIncome__V1__UpsertQuotesRequest req = FIXED_INCOME__V1__UPSERT_QUOTES_REQUEST__INIT;
+    req.id = mut(id);
+    req.quotes = q;
+    req.n_quotes = n;
+    return call(g_fi.port, FI_PATH("UpsertQuotes"), &req,
+                &fixed_income__v1__upsert_quotes_response__descriptor, NULL);
+}
+
+static rpc fi_list_q(const char *id, const char *from, const char *to)
+{
+    FixedIncome__V1__ListQuotesRequest req = FIXED_INCOME__V1__LIST_QUOTES_REQUEST__INIT;
+    req.id = mut(id);
+    req.from = mut(from);
+    req.to = mut(to);
+    return call(g_fi.port, FI_PATH("ListQuotes"), &req,
+                &fixed_income__v1__list_quotes_response__descriptor, NULL);
+}
+
+static void fi_quote(FixedIncome__V1__BondQuote *q, const char *date, const char *price,
+                     const char *yield)
+{
+    fixed_income__v1__bond_quote__init(q);
+    q->date = mut(date);
+    if (price != NULL) {
+        q->value_case = FIXED_INCOME__V1__BOND_QUOTE__VALUE_CLEAN_PRICE;
+        q->clean_price = mut(price);
+    } else if (yield != NULL) {
+        q->value_case = FIXED_INCOME__V1__BOND_QUOTE__VALUE_YIELD;
+        q->yield = mut(yield);
+    }
+}
+
+START_TEST(test_fi_quotes_upsert_list_events)
+{
+    REQUIRE_UP(g_fi);
+    char id[64], key[128], sql[256];
+    fi_new_bond("Quoted Bond", id);
+    snprintf(key, sizeof(key), "fi:quote:%s", id);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM bond_quotes WHERE bond_id = '%s'", id);
+
+    /* A stale cached quote that the write must remove. */
+    redisContext *c = fi_redis();
+    redisReply *rr = redisCommand(c, "SET %s stale", key);
+    ck_assert(rr != NULL);
+    freeReplyObject(rr);
+
+    redisContext *sub = fi_redis();
+    rr = redisCommand(sub, "SUBSCRIBE bond.updated");
+    ck_assert(rr != NULL);
+    freeReplyObject(rr);
+
+    FixedIncome__V1__BondQuote q[3];
+    FixedIncome__V1__BondQuote *qp[3] = { &q[0], &q[1], &q[2] };
+    fi_quote(&q[0], "2024-03-05", "99.875", NULL);
+    fi_quote(&q[1], "2024-03-01", NULL, "0.0431");
+    fi_quote(&q[2], "2024-03-04", "100.125", NULL);
+    rpc r = fi_upsert(id, qp, 3);
+    expect_code(&r, FSR_OK, "UpsertQuotes");
+    FixedIncome__V1__UpsertQuotesResponse *u = (FixedIncome__V1__UpsertQuotesResponse *)r.resp;
+    ck_assert_int_eq(u->upserted, 3);
+    ck_assert_str_eq(u->latest_date, "2024-03-05");
+    rpc_dispose(&r);
+
+    rr = redisCommand(c, "EXISTS %s", key);
+    ck_assert(rr != NULL && rr->type == REDIS_REPLY_INTEGER);
+    ck_assert_int_eq(rr->integer, 0);
+    freeReplyObject(rr);
+    redisFree(c);
+
+    bool seen = false;
+    char want[256];
+    snprintf(want, sizeof(want), "{\"id\":\"%s\",\"from\":\"2024-03-01\",\"to\":\"2024-03-05\"}",
+             id);
+    for (int i = 0; i < 50 && !seen; i++) {
+        void *reply = NULL;
+        ck_assert_msg(redisGetReply(sub, &reply) == REDIS_OK, "no bond.updated message");
+        redisReply *m = reply;
+        if (m->type == REDIS_REPLY_ARRAY && m->elements == 3 &&
+            strcmp(m->element[1]->str, "bond.updated") == 0 &&
+            strcmp(m->element[2]->str, want) == 0)
+            seen = true;
+        freeReplyObject(m);
+    }
+    ck_assert(seen);
+    redisFree(sub);
+
+    /* Replace one (yield -> price) and list a range, ascending. */
+    fi_quote(&q[0], "2024-03-01", "101.5", NULL);
+    r = fi_upsert(id, qp, 1);
+    expect_code(&r, FSR_OK, "UpsertQuotes replace");
+    rpc_dispose(&r);
+    r = fi_list_q(id, "2024-03-01", "2024-03-04");
+    expect_code(&r, FSR_OK, "ListQuotes");
+    FixedIncome__V1__ListQuotesResponse *l = (FixedIncome__V1__ListQuotesResponse *)r.resp;
+    ck_assert_uint_eq(l->n_quotes, 2);
+    ck_assert_str_eq(l->quotes[0]->date, "2024-03-01");
+    ck_assert_int_eq(l->quotes[0]->value_case, FIXED_INCOME__V1__BOND_QUOTE__VALUE_CLEAN_PRICE);
+    ck_assert_str_eq(l->quotes[0]->clean_price, "101.5");
+    ck_assert_str_eq(l->quotes[1]->date, "2024-03-04");
+    ck_assert_str_eq(l->quotes[1]->clean_price, "100.125");
+    rpc_dispose(&r);
+    r = fi_list_q(id, "", "");
+    expect_code(&r, FSR_OK, "ListQuotes all");
+    l = (FixedIncome__V1__ListQuotesResponse *)r.resp;
+    ck_assert_uint_eq(l->n_quotes, 3);
+    ck_assert_str_eq(l->quotes[2]->date, "2024-03-05");
+    rpc_dispose(&r);
+    ck_assert_int_eq(db_long("fixed_income", sql), 3);
+
+    /* A bad item: nothing of the batch is stored. */
+    fi_quote(&q[0], "2024-04-01", "99", NULL);
+    fi_quote(&q[1], "2024-04-02", "-1", NULL);
+    r = fi_upsert(id, qp, 2);
+    expect_invalid(&r, "quotes[1].cleanPrice", "negative clean price");
+    rpc_dispose(&r);
+    fi_quote(&q[1], "2024-02-30", "99", NULL);
+    r = fi_upsert(id, qp, 2);
+    expect_invalid(&r, "quotes[1].date", "bad date");
+    rpc_dispose(&r);
+    fi_quote(&q[1], "2024-04-02", NULL, "NaN");
+    r = fi_upsert(id, qp, 2);
+    expect_invalid(&r, "quotes[1].yield", "NaN yield");
+    rpc_dispose(&r);
+    fi_quote(&q[1], "2024-04-02", NULL, NULL);
+    r = fi_upsert(id, qp, 2);
+    expect_invalid(&r, "quotes[1].cleanPrice", "no value");
+    rpc_dispose(&r);
+    fi_quote(&q[1], "2024-04-01", NULL, "0.05");
+    r = fi_upsert(id, qp, 2);
+    expect_invalid(&r, "quotes[1].date", "duplicate date");
+    rpc_dispose(&r);
+    ck_assert_int_eq(db_long("fixed_income", sql), 3);
+
+    r = fi_upsert("6f1c2d3e-0000-4000-8000-000000000000", qp, 1);
+    expect_code(&r, FSR_NOT_FOUND, "UpsertQuotes unknown bond");
+    ck_assert_ptr_nonnull(strstr(r.message, "6f1c2d3e-0000-4000-8000-000000000000"));
+    rpc_dispose(&r);
+    r = fi_list_q("6f1c2d3e-0000-4000-8000-000000000000", "", "");
+    expect_code(&r, FSR_NOT_FOUND, "ListQuotes unknown bond");
+    rpc_dispose(&r);
+}
+END_TEST
+
+static rpc fi_update(FixedIncome__V1__UpdateBondRequest *req)
+{
+    return call(g_fi.port, FI_PATH("UpdateBond"), req, &fixed_income__v1__bond__descriptor, NULL);
+}
+
+static rpc fi_delete(const char *id)
+{
+    FixedIncome__V1__DeleteBondRequest req = FIXED_INCOME__V1__DELETE_BOND_REQUEST__INIT;
+    req.id = mut(id);
+    return call(g_fi.port, FI_PATH("DeleteBond"), &req, &google__protobuf__empty__descriptor, NULL);
+}
+
+START_TEST(test_fi_update_and_delete)
+{
+    REQUIRE_UP(g_fi);
+    char id[64];
+    fi_new_bond("Updatable Bond", id);
+
+    FixedIncome__V1__UpdateBondRequest req = FIXED_INCOME__V1__UPDATE_BOND_REQUEST__INIT;
+    req.id = id;
+    Google__Protobuf__StringValue issuer = GOOGLE__PROTOBUF__STRING_VALUE__INIT;
+    issuer.value = "New Issuer";
+    Google__Protobuf__DoubleValue rate = GOOGLE__PROTOBUF__DOUBLE_VALUE__INIT;
+    rate.value = 0.045;
+    req.issuer = &issuer;
+    req.coupon_rate = &rate;
+    rpc r = fi_update(&req);
+    expect_code(&r, FSR_OK, "UpdateBond");
+    rpc_dispose(&r);
+    r = fi_get(id);
+    expect_code(&r, FSR_OK, "GetBond after update");
+    FixedIncome__V1__Bond *b = (FixedIncome__V1__Bond *)r.resp;
+    ck_assert_str_eq(b->issuer, "New Issuer");
+    ck_assert(b->coupon_rate == 0.045);
+    ck_assert_str_eq(b->name, "Updatable Bond"); /* absent: unchanged */
+    ck_assert_str_eq(b->face, "1000");
+    rpc_dispose(&r);
+
+    /* Bad values: INVALID_ARGUMENT naming the field, row unchanged. */
+    FixedIncome__V1__UpdateBondRequest bad = FIXED_INCOME__V1__UPDATE_BOND_REQUEST__INIT;
+    bad.id = id;
+    Google__Protobuf__StringValue face = GOOGLE__PROTOBUF__STRING_VALUE__INIT;
+    face.value = "-5";
+    bad.face = &face;
+    bad.issuer = &issuer;
+    issuer.value = "Other Issuer";
+    r = fi_update(&bad);
+    expect_invalid(&r, "face", "negative face");
+    rpc_dispose(&r);
+    /* Against the merged row: maturity before the stored issue date. */
+    FixedIncome__V1__UpdateBondRequest bad2 = FIXED_INCOME__V1__UPDATE_BOND_REQUEST__INIT;
+    bad2.id = id;
+    Google__Protobuf__StringValue mat = GOOGLE__PROTOBUF__STRING_VALUE__INIT;
+    mat.value = "2019-01-01";
+    bad2.maturity_date = &mat;
+    r = fi_update(&bad2);
+    expect_invalid(&r, "maturityDate", "maturity before issue");
+    rpc_dispose(&r);
+    r = fi_get(id);
+    expect_code(&r, FSR_OK, "GetBond after bad updates");
+    b = (FixedIncome__V1__Bond *)r.resp;
+    ck_assert_str_eq(b->issuer, "New Issuer");
+    ck_assert_str_eq(b->face, "1000");
+    ck_assert_str_eq(b->maturity_date, "2030-01-15");
+    rpc_dispose(&r);
+
+    req.id = "6f1c2d3e-0000-4000-8000-000000000000";
+    r = fi_update(&req);
+    expect_code(&r, FSR_NOT_FOUND, "UpdateBond unknown");
+    rpc_dispose(&r);
+
+    /* Delete cascades to the quotes; a second delete is NOT_FOUND. */
+    FixedIncome__V1__BondQuote q;
+    FixedIncome__V1__BondQuote *qp[1] = { &q };
+    fi_quote(&q, "2024-03-01", "99", NULL);
+    r = fi_upsert(id, qp, 1);
+    expect_code(&r, FSR_OK, "UpsertQuotes before delete");
+    rpc_dispose(&r);
+    r = fi_delete(id);
+    expect_code(&r, FSR_OK, "DeleteBond");
+    rpc_dispose(&r);
+    r = fi_get(id);
+    expect_code(&r, FSR_NOT_FOUND, "GetBond after delete");
+    rpc_dispose(&r);
+    r = fi_delete(id);
+    expect_code(&r, FSR_NOT_FOUND, "DeleteBond again");
+    rpc_dispose(&r);
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM bond_quotes WHERE bond_id = '%s'", id);
+    ck_assert_int_eq(db_long("fixed_income", sql), 0);
+}
+END_TEST
+
 START_TEST(test_fi_unimplemented_and_health)
 {
     REQUIRE_UP(g_fi);
-    FixedIncome__V1__UpdateBondRequest req = FIXED_INCOME__V1__UPDATE_BOND_REQUEST__INIT;
-    rpc r = call(g_fi.port, FI_PATH("UpdateBond"), &req, &fixed_income__v1__bond__descriptor, NULL);
-    expect_code(&r, FSR_UNIMPLEMENTED, "UpdateBond");
+    /* Every method is implemented: an unknown one is UNIMPLEMENTED. */
+    FixedIncome__V1__GetBondRequest req = FIXED_INCOME__V1__GET_BOND_REQUEST__INIT;
+    rpc r =
+        call(g_fi.port, FI_PATH("NoSuchMethod"), &req, &fixed_income__v1__bond__descriptor, NULL);
+    expect_code(&r, FSR_UNIMPLEMENTED, "NoSuchMethod");
     ck_assert_int_eq(wait_healthy(g_fi.port, 10000), 200);
 }
 END_TEST
@@ -1841,6 +2101,8 @@ static Suite *services_suite(void)
     tcase_add_test(tc, test_fi_analytics_reference);
     tcase_add_test(tc, test_fi_analytics_bad_terms);
     tcase_add_test(tc, test_fi_stored_and_batch_analytics);
+    tcase_add_test(tc, test_fi_quotes_upsert_list_events);
+    tcase_add_test(tc, test_fi_update_and_delete);
     tcase_add_test(tc, test_fi_unimplemented_and_health);
     suite_add_tcase(s, tc);
 
