@@ -19,6 +19,19 @@ int fsr_check_text(fsr_call *call, const char *field, const char *v, bool requir
     return 0;
 }
 
+int fsr_check_uuid(fsr_call *call, const char *field, const char *v)
+{
+    if (v == NULL || v[0] == '\0') {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, field, "is required");
+        return -1;
+    }
+    if (!fsr_uuid_valid(v)) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, field, "must be a UUID");
+        return -1;
+    }
+    return 0;
+}
+
 char *fsr_pg_col_dup(fsr_call *call, const fsr_pg_result *res, int row, int col)
 {
     return fsr_arena_strdup(fsr_call_arena(call), fsr_pg_result_getvalue(res, row, col));

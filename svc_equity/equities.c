@@ -262,14 +262,8 @@ static void on_got(const fsr_pg_result *res, void *arg)
 
 void eq_get_equity(fsr_call *call, const Equity__V1__GetEquityRequest *req)
 {
-    if (req->id[0] == '\0') {
-        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "is required");
+    if (fsr_check_uuid(call, "id", req->id) != 0)
         return;
-    }
-    if (!fsr_uuid_valid(req->id)) {
-        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "must be a UUID");
-        return;
-    }
     fsr_pg_pool *pool = pool_of(call);
     if (pool == NULL)
         return;

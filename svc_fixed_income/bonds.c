@@ -302,14 +302,8 @@ static void on_got(const fsr_pg_result *res, void *arg)
 
 void fi_get_bond(fsr_call *call, const FixedIncome__V1__GetBondRequest *req)
 {
-    if (req->id[0] == '\0') {
-        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "is required");
+    if (fsr_check_uuid(call, "id", req->id) != 0)
         return;
-    }
-    if (!fsr_uuid_valid(req->id)) {
-        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "must be a UUID");
-        return;
-    }
     fsr_pg_pool *pool = fi_pool_of(call);
     if (pool == NULL)
         return;
@@ -498,14 +492,8 @@ static void on_updated(const fsr_pg_result *res, void *arg)
 
 void fi_update_bond(fsr_call *call, const FixedIncome__V1__UpdateBondRequest *req)
 {
-    if (req->id[0] == '\0') {
-        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "is required");
+    if (fsr_check_uuid(call, "id", req->id) != 0)
         return;
-    }
-    if (!fsr_uuid_valid(req->id)) {
-        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "must be a UUID");
-        return;
-    }
     const char *v[11] = { req->id };
     if (req->isin != NULL) {
         const char *isin = "";
@@ -643,14 +631,8 @@ static void on_deleted(const fsr_pg_result *res, void *arg)
 
 void fi_delete_bond(fsr_call *call, const FixedIncome__V1__DeleteBondRequest *req)
 {
-    if (req->id[0] == '\0') {
-        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "is required");
+    if (fsr_check_uuid(call, "id", req->id) != 0)
         return;
-    }
-    if (!fsr_uuid_valid(req->id)) {
-        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "must be a UUID");
-        return;
-    }
     fsr_pg_pool *pool = fi_pool_of(call);
     if (pool == NULL)
         return;

@@ -541,14 +541,8 @@ void pf_get_portfolio(fsr_call *call, const Portfolio__V1__GetPortfolioRequest *
     const char *caller;
     if (caller_of(call, &caller) != 0)
         return;
-    if (req->id[0] == '\0') {
-        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "is required");
+    if (fsr_check_uuid(call, "id", req->id) != 0)
         return;
-    }
-    if (!fsr_uuid_valid(req->id)) {
-        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "id", "must be a UUID");
-        return;
-    }
     fsr_pg_pool *pool = pool_of(call);
     if (pool == NULL)
         return;

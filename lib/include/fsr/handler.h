@@ -21,6 +21,12 @@
 int fsr_check_text(fsr_call *call, const char *field, const char *v, bool required, size_t max,
                    bool allow_space);
 
+/*
+ * Checks that |v| is a non-empty UUID.  Returns 0, or -1 after finishing |call| with
+ * INVALID_ARGUMENT naming |field| ("is required" or "must be a UUID").
+ */
+int fsr_check_uuid(fsr_call *call, const char *field, const char *v);
+
 /* Copies column |col| of row |row| of |res| into the call's arena ("" for NULL). */
 char *fsr_pg_col_dup(fsr_call *call, const fsr_pg_result *res, int row, int col);
 
