@@ -46,6 +46,11 @@ static const portfolio_v1_portfolio_analytics_service_handlers pf_analytics_hand
     .rebalance_plan = NULL,
 };
 
+/* For the equity and fixed-income services: is an instrument held (delete refusal). */
+static const portfolio_v1_holdings_service_handlers pf_holdings_handlers = {
+    .count_holders = NULL,
+};
+
 /* GET /jobs/{id}: this service's jobs from its database, others' forwarded (lib/jobs.c). */
 static const jobs_v1_job_service_handlers pf_jobs_handlers = {
     .get_job = fsr_jobs_get_job,
@@ -59,6 +64,8 @@ int pf_register_services(fsr_server *srv)
         rv = portfolio_v1_client_service_register(srv, &pf_client_handlers);
     if (rv == 0)
         rv = portfolio_v1_portfolio_analytics_service_register(srv, &pf_analytics_handlers);
+    if (rv == 0)
+        rv = portfolio_v1_holdings_service_register(srv, &pf_holdings_handlers);
     if (rv == 0)
         rv = jobs_v1_job_service_register(srv, &pf_jobs_handlers);
     return rv;
