@@ -2,6 +2,8 @@
 /* Handler helpers shared by the services (fsr/handler.h). */
 #include "fsr/handler.h"
 
+#include <string.h>
+
 #include "fsr/validate.h"
 
 int fsr_check_text(fsr_call *call, const char *field, const char *v, bool required, size_t max,
@@ -48,4 +50,45 @@ Google__Protobuf__Timestamp *fsr_timestamp_from_pg(fsr_call *call, const char *t
     ts->seconds = s;
     ts->nanos = ns;
     return ts;
+}
+
+int fsr_caller_of(fsr_call *call, fsr_caller *out)
+{
+    size_t id_len = 0, role_len = 0;
+    const char *id = fsr_call_metadata(call, "x-client-id", &id_len);
+    const char *role = fsr_call_metadata(call, "x-client-role", &role_len);
+    out->client_id = NULL;
+    out->role = FSR_ROLE_INTERNAL;
+    if (id == NULL && role == NULL)
+        return 0;
+    if (id == NULL || role == NULL) {
+        fsr_call_fail(call, FSR_INVALID_ARGUMENT,
+                      "x-client-id and x-client-role metadata go together");
+        return -1;
+    }
+    char *copy = fsr_arena_strndup(fsr_call_arena(call), id, id_len);
+    if (strlen(copy) != id_len || !fsr_uuid_valid(copy)) {
+        fsr_call_fail(call, FSR_INVALID_ARGUMENT, "x-client-id metadata must be a UUID");
+        return -1;
+    }
+    for (char *p = copy; *p; p++) {
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    }
+    static const struct {
+        const char *name;
+        fsr_role role;
+    } roles[] = { { "client", FSR_ROLE_CLIENT },
+                  { "data", FSR_ROLE_DATA },
+                  { "admin", FSR_ROLE_ADMIN } };
+    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
+        if (role_len == strlen(roles[i].name) && memcmp(role, roles[i].name, role_len) == 0) {
+            out->client_id = copy;
+            out->role = roles[i].role;
+            return 0;
+        }
+    }
+    fsr_call_fail(call, FSR_INVALID_ARGUMENT,
+                  "x-client-role metadata must be \"admin\", \"data\" or \"client\"");
+    return -1;
 }

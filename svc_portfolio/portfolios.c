@@ -85,31 +85,6 @@ static const fsr_pg_stmt pf_list = {
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
-/*
- * The caller's client id from the x-client-id metadata (set by the gateway once
- * authentication lands), lower-cased, in *|out| (NULL when absent).  Returns -1 after
- * finishing |call| when the value is not a UUID.
- */
-static int caller_of(fsr_call *call, const char **out)
-{
-    size_t len = 0;
-    const char *v = fsr_call_metadata(call, "x-client-id", &len);
-    *out = NULL;
-    if (v == NULL)
-        return 0;
-    char *id = fsr_arena_strndup(fsr_call_arena(call), v, len);
-    if (strlen(id) != len || !fsr_uuid_valid(id)) {
-        fsr_call_fail(call, FSR_INVALID_ARGUMENT, "x-client-id metadata must be a UUID");
-        return -1;
-    }
-    for (char *p = id; *p; p++) {
-        if (*p >= 'A' && *p <= 'Z')
-            *p = (char)(*p - 'A' + 'a');
-    }
-    *out = id;
-    return 0;
-}
-
 /* Merges the stored JSON of one field (targets, benchmark) into |p|; -1 if it is corrupt. */
 static int merge_json(fsr_call *call, Portfolio__V1__Portfolio *p, const char *field,
                       const fsr_pg_result *res, int row, int col)
@@ -435,8 +410,8 @@ static void on_create_begun(fsr_pg_conn *conn, int status, void *arg)
 
 void pf_create_portfolio(fsr_call *call, const Portfolio__V1__CreatePortfolioRequest *req)
 {
-    const char *caller;
-    if (caller_of(call, &caller) != 0)
+    fsr_caller who;
+    if (fsr_caller_of(call, &who) != 0)
         return;
 
     const char *why = NULL;
@@ -498,8 +473,8 @@ void pf_create_portfolio(fsr_call *call, const Portfolio__V1__CreatePortfolioReq
         return;
     create_op *op = fsr_call_alloc(call, sizeof(*op));
     op->call = call;
-    op->caller = caller;
-    op->values[0] = caller;
+    op->caller = who.client_id;
+    op->values[0] = who.client_id;
     op->values[1] = req->name;
     op->values[2] = ccy;
     op->values[3] = cash;
@@ -538,8 +513,8 @@ static void on_got(const fsr_pg_result *res, void *arg)
 
 void pf_get_portfolio(fsr_call *call, const Portfolio__V1__GetPortfolioRequest *req)
 {
-    const char *caller;
-    if (caller_of(call, &caller) != 0)
+    fsr_caller who;
+    if (fsr_caller_of(call, &who) != 0)
         return;
     if (fsr_check_uuid(call, "id", req->id) != 0)
         return;
@@ -549,7 +524,7 @@ void pf_get_portfolio(fsr_call *call, const Portfolio__V1__GetPortfolioRequest *
     get_op *op = fsr_call_alloc(call, sizeof(*op));
     op->call = call;
     op->id = req->id;
-    const char *values[2] = { req->id, caller };
+    const char *values[2] = { req->id, fsr_caller_scope(&who) };
     int rv = fsr_pg_query(pool, &pf_select, 2, values, on_got, op);
     if (rv != 0)
         fsr_call_fail_err(call, rv, "get portfolio");
@@ -605,8 +580,8 @@ static void on_listed(const fsr_pg_result *res, void *arg)
 
 void pf_list_portfolios(fsr_call *call, const Portfolio__V1__ListPortfoliosRequest *req)
 {
-    const char *caller;
-    if (caller_of(call, &caller) != 0)
+    fsr_caller who;
+    if (fsr_caller_of(call, &who) != 0)
         return;
     int page_size;
     if (fsr_page_size_resolve(req->page_size, &page_size) != 0) {
@@ -637,8 +612,11 @@ void pf_list_portfolios(fsr_call *call, const Portfolio__V1__ListPortfoliosReque
     op->call = call;
     op->page_size = page_size;
     const char *values[5] = {
-        caller,    req->client_id[0] != '\0' ? req->client_id : NULL, cursor[0],
-        cursor[1], fsr_call_printf(call, "%d", page_size + 1),
+        fsr_caller_scope(&who),
+        req->client_id[0] != '\0' ? req->client_id : NULL,
+        cursor[0],
+        cursor[1],
+        fsr_call_printf(call, "%d", page_size + 1),
     };
     int rv = fsr_pg_query(pool, &pf_list, 5, values, on_listed, op);
     if (rv != 0)

@@ -317,17 +317,21 @@ void on_rpc_done(const fsr_result *res, void *arg)
     r->done = true;
 }
 
-/* A unary call to |path| on |port|; |client_id| becomes x-client-id metadata if set. */
+/*
+ * A unary call to |path| on |port|; |client_id| becomes x-client-id metadata if set, with
+ * x-client-role "client" (as the gateway sends them after authenticating a client's key).
+ */
 rpc call(int port, const char *path, const void *req, const ProtobufCMessageDescriptor *out,
          const char *client_id)
 {
     rpc r;
     memset(&r, 0, sizeof(r));
     r.code = FSR_UNKNOWN;
-    fsr_md md = { "x-client-id", client_id, client_id != NULL ? strlen(client_id) : 0 };
+    fsr_md md[2] = { { "x-client-id", client_id, client_id != NULL ? strlen(client_id) : 0 },
+                     { "x-client-role", "client", 6 } };
     fsr_call_opts opts = { .timeout_ms = 15000,
-                           .metadata = client_id != NULL ? &md : NULL,
-                           .n_metadata = client_id != NULL ? 1 : 0 };
+                           .metadata = client_id != NULL ? md : NULL,
+                           .n_metadata = client_id != NULL ? 2 : 0 };
     fsr_channel *ch = channel_to(port);
     int rv = fsr_channel_unary(ch, path, req, out, &opts, on_rpc_done, &r);
     ck_assert_msg(rv == 0, "fsr_channel_unary: %d", rv);

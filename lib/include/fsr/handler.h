@@ -36,4 +36,36 @@ char *fsr_pg_col_dup(fsr_call *call, const fsr_pg_result *res, int row, int col)
  */
 Google__Protobuf__Timestamp *fsr_timestamp_from_pg(fsr_call *call, const char *text);
 
+/*
+ * Who is calling, from the metadata the gateway sets after authenticating an API key:
+ * x-client-id (UUID) and x-client-role ("admin", "data" or "client").  A call without
+ * x-client-id comes from inside the deployment (another service, an operator's gRPC
+ * client): FSR_ROLE_INTERNAL, unscoped -- the service ports are not exposed (k8s
+ * NetworkPolicy; docs/ARCHITECTURE.md).
+ */
+typedef enum fsr_role {
+    FSR_ROLE_INTERNAL = 0,
+    FSR_ROLE_CLIENT,
+    FSR_ROLE_DATA,
+    FSR_ROLE_ADMIN,
+} fsr_role;
+
+typedef struct fsr_caller {
+    const char *client_id; /* lower-case UUID in the call's arena; NULL for INTERNAL */
+    fsr_role role;
+} fsr_caller;
+
+/*
+ * Fills *|out| from the call's metadata.  Returns 0, or -1 after finishing |call| with
+ * INVALID_ARGUMENT when x-client-id is not a UUID or x-client-role is not a known role
+ * (a role without a client id, or an id without a role, is refused too).
+ */
+int fsr_caller_of(fsr_call *call, fsr_caller *out);
+
+/* The owner to scope queries by: the caller's id, or NULL (admin and internal see all). */
+static inline const char *fsr_caller_scope(const fsr_caller *c)
+{
+    return c->role == FSR_ROLE_CLIENT || c->role == FSR_ROLE_DATA ? c->client_id : NULL;
+}
+
 #endif /* FSR_HANDLER_H */
