@@ -201,6 +201,7 @@ class Method:
         self.client_streaming = proto.client_streaming
         self.server_streaming = proto.server_streaming
         level = proto.options.idempotency_level
+        self.no_side_effects = level == descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS
         self.idempotent = level in (descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS,
                                     descriptor_pb2.MethodOptions.IDEMPOTENT)
         self.path = "/%s/%s" % (service.full, proto.name)
@@ -220,6 +221,8 @@ class Method:
         flags = []
         if self.idempotent:
             flags.append("FSR_M_IDEMPOTENT")
+        if self.no_side_effects:
+            flags.append("FSR_M_NO_SIDE_EFFECTS")
         if self.server_streaming:
             flags.append("FSR_M_SERVER_STREAM")
         return " | ".join(flags) if flags else "0"

@@ -273,6 +273,7 @@ int fsr_app_main(const fsr_app_config *cfg, int argc, char **argv)
         .thread_arg = a,
         .ready = ready,
         .http_handler = cfg->http_handler,
+        .authorize = cfg->authorize,
     };
     fsr_server *srv;
     if (fsr_server_new(&sc, &srv) != 0)

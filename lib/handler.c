@@ -92,3 +92,25 @@ int fsr_caller_of(fsr_call *call, fsr_caller *out)
                   "x-client-role metadata must be \"admin\", \"data\" or \"client\"");
     return -1;
 }
+
+fsr_code fsr_authorize_client_reads(const fsr_call *call, const char *const *open, size_t n_open,
+                                    const char **message)
+{
+    size_t len = 0;
+    const char *role = fsr_call_metadata(call, "x-client-role", &len);
+    if (role == NULL)
+        return FSR_OK; /* internal caller */
+    if ((len == 5 && memcmp(role, "admin", 5) == 0) || (len == 4 && memcmp(role, "data", 4) == 0))
+        return FSR_OK;
+    const fsr_method *m = fsr_call_method(call);
+    if (m == NULL)
+        return FSR_OK; /* unknown method: the runtime answers UNIMPLEMENTED itself */
+    if (m->flags & FSR_M_NO_SIDE_EFFECTS)
+        return FSR_OK;
+    for (size_t i = 0; i < n_open; i++) {
+        if (strcmp(m->name, open[i]) == 0)
+            return FSR_OK;
+    }
+    *message = "the caller's role may not change data (role admin or data required)";
+    return FSR_PERMISSION_DENIED;
+}

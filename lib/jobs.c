@@ -349,6 +349,220 @@ int fsr_job_enqueue(fsr_pg_pool *pg, fsr_redis *redis, fsr_job_queue q, const fs
     return rv;
 }
 
+/* ---- fsr_job_enqueue_batch ----------------------------------------------------------- */
+
+/*
+ * One statement for the whole batch: the rows travel as five array parameters, and the
+ * reply is one row (the count and the shared created_at: now() is the statement's
+ * transaction time, the column's default) rather than one per job.
+ */
+static const fsr_pg_stmt job_insert_batch = {
+    "fsr_job_insert_batch",
+    "WITH ins AS ("
+    " INSERT INTO jobs (id, queue, type, payload, max_attempts, request_id)"
+    " SELECT u.id, $1, u.type, u.payload, u.max_attempts, nullif(u.request_id, '')"
+    " FROM unnest($2::uuid[], $3::text[], $4::bytea[], $5::integer[], $6::text[])"
+    "  AS u(id, type, payload, max_attempts, request_id)"
+    " RETURNING 1)"
+    " SELECT count(*), " TS_SQL("now()") " FROM ins",
+};
+
+/* A growable string: the array literals of the batch INSERT. */
+typedef struct abuf {
+    char *p;
+    size_t len, cap;
+} abuf;
+
+static void ab_put(abuf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        b->p = fsr_xrealloc(b->p, cap);
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+/* Appends a separator unless |b| holds only the opening brace. */
+static void ab_sep(abuf *b)
+{
+    if (b->len > 1)
+        ab_put(b, ",", 1);
+}
+
+/* A quoted array element: "NULL" unquoted would be SQL NULL, and text may hold '"' or '\'. */
+static void ab_quoted(abuf *b, const char *s)
+{
+    ab_sep(b);
+    ab_put(b, "\"", 1);
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            ab_put(b, "\\", 1);
+        ab_put(b, p, 1);
+    }
+    ab_put(b, "\"", 1);
+}
+
+typedef struct enqueue_batch_op enqueue_batch_op;
+
+/* One XADD of the pipeline: which job it publishes. */
+typedef struct batch_pub {
+    enqueue_batch_op *op;
+    size_t i;
+} batch_pub;
+
+struct enqueue_batch_op {
+    fsr_redis *redis;
+    fsr_job_queue q;
+    fsr_job_enqueue_batch_cb cb;
+    void *arg;
+    size_t n, outstanding;
+    bool warned;          /* an XADD failure was logged */
+    fsr_job_info *infos;  /* n, in the arena */
+    uint8_t **envelopes;  /* n encoded envelopes, in the arena */
+    size_t *envelope_len; /* ... and their lengths */
+    batch_pub *pubs;      /* n */
+    fsr_arena arena;
+};
+
+static void batch_op_free(enqueue_batch_op *op)
+{
+    fsr_arena_dispose(&op->arena);
+    free(op);
+}
+
+static void batch_done(enqueue_batch_op *op)
+{
+    op->cb(op->infos, op->n, 0, op->arg);
+    batch_op_free(op);
+}
+
+static void on_batch_published(const struct redisReply *reply, int status, void *arg)
+{
+    batch_pub *p = arg;
+    enqueue_batch_op *op = p->op;
+    (void)reply;
+    op->infos[p->i].published = status == 0;
+    if (status != 0 && !op->warned) {
+        op->warned = true;
+        FSR_WARN("job batch: XADD failed (%s); a worker will re-publish the jobs not published",
+                 fsr_strerror(status));
+    }
+    if (--op->outstanding == 0)
+        batch_done(op);
+}
+
+static void on_batch_inserted(const fsr_pg_result *res, void *arg)
+{
+    enqueue_batch_op *op = arg;
+    int st = fsr_pg_result_status(res);
+    if (st == 0 && (fsr_pg_result_rows(res) != 1 ||
+                    strtoull(fsr_pg_result_getvalue(res, 0, 0), NULL, 10) != op->n)) {
+        /* Cannot happen: the INSERT has no conflict clause, so it is all or an error. */
+        FSR_ERROR("job batch: unexpected insert result");
+        st = FSR_E_DB;
+    }
+    if (st != 0) {
+        FSR_WARN("job batch of %zu: insert failed: %s", op->n, fsr_pg_result_message(res));
+        op->cb(NULL, 0, st, op->arg);
+        batch_op_free(op);
+        return;
+    }
+    int64_t s = 0;
+    int32_t ns = 0;
+    fsr_pg_timestamp_parse(fsr_pg_result_getvalue(res, 0, 1), &s, &ns);
+    char stream[64];
+    snprintf(stream, sizeof(stream), "jobs:%s", fsr_job_queue_name(op->q));
+    /*
+     * The XADDs go out back to back, without waiting for replies: hiredis writes them in
+     * one go and Redis answers them in order, so the batch costs one round trip.
+     */
+    for (size_t i = 0; i < op->n; i++) {
+        op->infos[i].created_s = s;
+        op->infos[i].created_ns = ns;
+        op->pubs[i] = (batch_pub){ op, i };
+        if (op->redis != NULL &&
+            fsr_redis_command(op->redis, on_batch_published, &op->pubs[i], "XADD %s * e %b", stream,
+                              (const char *)op->envelopes[i], op->envelope_len[i]) == 0)
+            op->outstanding++;
+    }
+    if (op->outstanding < op->n && op->redis != NULL)
+        FSR_WARN("job batch: Redis unavailable for %zu jobs; a worker will re-publish them",
+                 op->n - op->outstanding);
+    if (op->outstanding == 0)
+        batch_done(op);
+    /* else the last on_batch_published() finishes */
+}
+
+int fsr_job_enqueue_batch(fsr_pg_pool *pg, fsr_redis *redis, fsr_job_queue q,
+                          const fsr_job_spec *specs, size_t n, fsr_job_enqueue_batch_cb cb,
+                          void *arg)
+{
+    if (pg == NULL || specs == NULL || cb == NULL || n == 0 || n > FSR_JOB_BATCH_MAX ||
+        fsr_job_queue_name(q) == NULL)
+        return -EINVAL;
+    enqueue_batch_op *op = fsr_xcalloc(1, sizeof(*op));
+    fsr_arena_init(&op->arena);
+    op->redis = redis;
+    op->q = q;
+    op->cb = cb;
+    op->arg = arg;
+    op->n = n;
+    op->infos = fsr_arena_calloc(&op->arena, n * sizeof(*op->infos));
+    op->envelopes = fsr_arena_calloc(&op->arena, n * sizeof(*op->envelopes));
+    op->envelope_len = fsr_arena_calloc(&op->arena, n * sizeof(*op->envelope_len));
+    op->pubs = fsr_arena_calloc(&op->arena, n * sizeof(*op->pubs));
+    abuf ids = { 0 }, types = { 0 }, payloads = { 0 }, maxes = { 0 }, reqids = { 0 };
+    abuf *all[] = { &ids, &types, &payloads, &maxes, &reqids };
+    for (size_t k = 0; k < FSR_ARRAY_SIZE(all); k++)
+        ab_put(all[k], "{", 1);
+    fsr_job_draft *d = fsr_xmalloc(sizeof(*d)); /* ~2.3 KiB: one reused, not n */
+    char hex[2 * FSR_JOB_PAYLOAD_MAX + 3];
+    int rv = 0;
+    for (size_t i = 0; i < n && rv == 0; i++) {
+        rv = fsr_job_prepare(q, &specs[i], d);
+        if (rv != 0)
+            break;
+        fsr_job_info *info = &op->infos[i];
+        memcpy(info->id, d->id, sizeof(info->id));
+        info->type = fsr_arena_strdup(&op->arena, d->type);
+        info->max_attempts = d->max_attempts;
+        op->envelopes[i] = fsr_arena_alloc(&op->arena, d->envelope_len);
+        memcpy(op->envelopes[i], d->envelope, d->envelope_len);
+        op->envelope_len[i] = d->envelope_len;
+        ab_sep(&ids);
+        ab_put(&ids, d->id, FSR_JOB_ID_LEN);
+        ab_quoted(&types, d->type);
+        /* "\x..." inside a quoted array element: the backslash itself is escaped. */
+        bytea_hex(d->payload, d->payload_len, hex);
+        ab_sep(&payloads);
+        ab_put(&payloads, "\"\\", 2);
+        ab_put(&payloads, hex, strlen(hex));
+        ab_put(&payloads, "\"", 1);
+        char num[16];
+        int len = snprintf(num, sizeof(num), "%d", d->max_attempts);
+        ab_sep(&maxes);
+        ab_put(&maxes, num, (size_t)len);
+        ab_quoted(&reqids, d->request_id);
+    }
+    free(d);
+    if (rv == 0) {
+        for (size_t k = 0; k < FSR_ARRAY_SIZE(all); k++)
+            ab_put(all[k], "}", 1);
+        const char *v[] = { fsr_job_queue_name(q), ids.p, types.p, payloads.p, maxes.p, reqids.p };
+        rv = fsr_pg_query(pg, &job_insert_batch, 6, v, on_batch_inserted, op);
+    }
+    for (size_t k = 0; k < FSR_ARRAY_SIZE(all); k++)
+        free(all[k]->p);
+    if (rv != 0)
+        batch_op_free(op);
+    return rv;
+}
+
 /* ---- jobs.v1.Job --------------------------------------------------------------------- */
 
 int fsr_job_state_from_name(const char *name)

@@ -699,6 +699,14 @@ static void dispatch(fsr_call *call)
         reject(call, FSR_UNIMPLEMENTED, "more than one request message on a unary method");
         return;
     }
+    if (c->w->srv->cfg.authorize != NULL) {
+        const char *why = NULL;
+        fsr_code code = c->w->srv->cfg.authorize(call, &why);
+        if (code != FSR_OK) {
+            reject(call, code, why != NULL ? why : "the caller may not call this method");
+            return;
+        }
+    }
     ProtobufCMessage *req = protobuf_c_message_unpack(
         m->mdesc->input, fsr_arena_pb_allocator(&call->arena), len, call->in + FSR_GRPC_PREFIX_LEN);
     if (req == NULL) {

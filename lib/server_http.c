@@ -169,7 +169,9 @@ void fsr_http_respond(fsr_http_req *r, int status, const char *content_type, con
     if (content_type != NULL)
         fsr_http_add_header(r, "content-type", content_type);
     fsr_http_add_header(r, "x-request-id", r->request_id);
-    if (r->h1 != NULL) {
+    /* h2 == NULL: an HTTP/1.1 request, even once its connection closed (h1 NULL): the
+     * response is then dropped and |r| freed there. */
+    if (r->h1 != NULL || r->h2 == NULL) {
         fsr__h1_respond(r, status, fsr__http_reason(status), body, len);
         return;
     }

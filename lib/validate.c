@@ -184,6 +184,37 @@ fail:
     return -EINVAL;
 }
 
+/*
+ * The integer parts without leading zeros compare by length, then digit by digit; then the
+ * fractions digit by digit, a missing digit counting as 0.
+ */
+int fsr_decimal_cmp(const char *a, const char *b)
+{
+    if (*a == '+')
+        a++;
+    if (*b == '+')
+        b++;
+    while (*a == '0' && a[1] != '.' && a[1] != '\0')
+        a++;
+    while (*b == '0' && b[1] != '.' && b[1] != '\0')
+        b++;
+    size_t ia = strcspn(a, "."), ib = strcspn(b, ".");
+    if (ia != ib)
+        return ia < ib ? -1 : 1;
+    int c = strncmp(a, b, ia);
+    if (c != 0)
+        return c < 0 ? -1 : 1;
+    const char *fa = a[ia] == '.' ? a + ia + 1 : "";
+    const char *fb = b[ib] == '.' ? b + ib + 1 : "";
+    while (*fa != '\0' || *fb != '\0') {
+        char da = *fa != '\0' ? *fa++ : '0';
+        char db = *fb != '\0' ? *fb++ : '0';
+        if (da != db)
+            return da < db ? -1 : 1;
+    }
+    return 0;
+}
+
 /* ---- dates and timestamps -------------------------------------------------------------- */
 
 static bool is_leap(int y)

@@ -16,6 +16,17 @@
  * once more to another replica when that cannot run it twice: the route is idempotent, or
  * the call never left (no connection could be made).  With several replicas the channels
  * do not retry by themselves (max_attempts 1): failing over beats waiting on a dead one.
+ *
+ * Authentication: every route needs "Authorization: Bearer <key>"; the gateway's own
+ * endpoints do not.  A key is looked up with portfolio.v1.ClientService/Authenticate over
+ * the portfolio channels and the answer kept in the thread's cache (auth.h) for a few
+ * seconds.  The caller's id and role travel upstream as x-client-id and x-client-role,
+ * which the gateway alone sets: client headers reach the services only through the fixed
+ * list in serve_route(), which names neither (nor the key).  A revoked key stops working at
+ * once: portfolio publishes its hash on the shared Redis channel "key.revoked" before it
+ * answers RevokeKey, each thread's subscription evicts it, and a RevokeKey answered through
+ * this gateway also bumps g_revocations, which makes every thread drop its whole cache at
+ * its next request (so no thread of this process can race the message).
  */
 #include "gateway.h"
 
@@ -26,11 +37,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "fsr/client.h"
 #include "fsr/json.h"
 #include "fsr/log.h"
 #include "fsr/metrics.h"
+#include "fsr/redis.h"
+#include "fsr/validate.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "portfolio/v1/portfolio.pb-c.h"
 
 /* ---- metrics keys --------------------------------------------------------------------- */
 
@@ -70,12 +85,17 @@ typedef struct gw_pool {
     size_t next; /* round-robin cursor */
 } gw_pool;
 
-/* Per loop thread: upstream channels and cached metric series. */
+/* Per loop thread: upstream channels, cached metric series and key lookups. */
 typedef struct gw_thread {
     fsr_loop *loop;
     gw_pool up[GW_UP_COUNT];
     gw_stat *stats; /* gw_n_keys() entries */
     bool closing;   /* in gw_thread_dispose(): calls end CANCELLED, nothing restarts */
+    gw_auth_cache *auth;
+    unsigned auth_gen;    /* bumped by every eviction: a lookup in flight across one is not kept */
+    unsigned revocations; /* g_revocations when the cache was last cleared for it */
+    fsr_redis *shared;    /* the "key.revoked" subscription's client (NULL: none) */
+    bool subscribed;      /* the subscription was up at the last request */
 } gw_thread;
 
 /* The replica addresses of each upstream, split from the configuration. */
@@ -88,8 +108,17 @@ static gw_config g_cfg;
 static gw_addrs g_addrs[GW_UP_COUNT];
 static atomic_uint g_thread_seq; /* spreads the threads' round-robin starting points */
 static gw_router *g_router;
-static fsr_metric *g_requests; /* http_requests_total{route,method,status} */
-static fsr_metric *g_duration; /* http_request_duration_seconds{route,method} */
+static fsr_metric *g_requests;    /* http_requests_total{route,method,status} */
+static fsr_metric *g_duration;    /* http_request_duration_seconds{route,method} */
+static gw_role *g_route_role;     /* per route: the least role it needs (gw_route_min_role()) */
+static size_t g_revoke_route;     /* the route of ClientService/RevokeKey (SIZE_MAX: none) */
+static atomic_uint g_revocations; /* RevokeKey calls answered OK through this process */
+
+/* The shared Redis channel portfolio publishes revoked keys' hashes on. */
+#define GW_KEY_REVOKED_CHANNEL "key.revoked"
+/* Authenticate's deadline (the request's own deadline applies after). */
+#define GW_AUTH_TIMEOUT_MS   2000
+#define GW_AUTHENTICATE_PATH "/portfolio.v1.ClientService/Authenticate"
 
 static size_t key_special(int k)
 {
@@ -379,12 +408,29 @@ static bool retry_elsewhere(gw_pending *p, const char *msg)
     return true;
 }
 
+/*
+ * True when the upstream itself answered UNAVAILABLE because one of ITS dependencies is
+ * down (it says so with the FSR_MD_DEPENDENCY_UNAVAILABLE trailer): the upstream is up, and
+ * its message ("fixed income service unavailable") names the service and goes to the client.
+ */
+static bool dependency_unavailable(const fsr_result *res)
+{
+    if (res->status.code != FSR_UNAVAILABLE)
+        return false;
+    for (size_t i = 0; i < res->n_trailers; i++) {
+        if (strcmp(res->trailers[i].key, FSR_MD_DEPENDENCY_UNAVAILABLE) == 0)
+            return true;
+    }
+    return false;
+}
+
 static void on_upstream_done(const fsr_result *res, void *arg)
 {
     gw_pending *p = arg;
     const fsr_route *rt = gw_router_route(g_router, p->route);
     fsr_log_set_request_id(fsr_http_req_id(p->r));
-    if (res->status.code == FSR_UNAVAILABLE) {
+    bool dependency = dependency_unavailable(res);
+    if (res->status.code == FSR_UNAVAILABLE && !dependency) {
         const char *why = res->status.message != NULL ? res->status.message : "";
         replica_down(p->t, p->upstream, p->replica, why);
         if (retry_elsewhere(p, why)) {
@@ -393,6 +439,10 @@ static void on_upstream_done(const fsr_result *res, void *arg)
         }
     } else {
         p->t->up[p->upstream].r[p->replica].down_until = 0; /* it answered */
+    }
+    if (res->status.code == FSR_OK && p->route == g_revoke_route) {
+        /* Before the client hears OK: every thread drops its cached lookups (see the top). */
+        atomic_fetch_add_explicit(&g_revocations, 1u, memory_order_release);
     }
     if (res->status.code == FSR_OK && res->response != NULL) {
         /* Defaults are emitted (grpc-gateway's EmitUnpopulated): every scalar field of the
@@ -422,7 +472,7 @@ static void on_upstream_done(const fsr_result *res, void *arg)
     fsr_code code = res->status.code == FSR_OK ? FSR_INTERNAL : res->status.code;
     const char *msg = res->status.message != NULL ? res->status.message : "";
     char buf[256];
-    if (code == FSR_UNAVAILABLE) {
+    if (code == FSR_UNAVAILABLE && !dependency) {
         /* Transport failures carry host names: log them, tell the client which service. */
         FSR_WARN("%s: %s unavailable: %s", rt->path, gw_upstream_key(p->upstream), msg);
         snprintf(buf, sizeof(buf), "%s unavailable", gw_upstream_title(p->upstream));
@@ -465,7 +515,8 @@ static int64_t request_timeout_ms(fsr_http_req *r)
     return v < g_cfg.max_timeout_ms ? v : g_cfg.max_timeout_ms;
 }
 
-static void serve_route(gw_thread *t, fsr_http_req *r, int64_t t0, const gw_match *m)
+static void serve_route(gw_thread *t, fsr_http_req *r, int64_t t0, const gw_match *m,
+                        const gw_identity *who)
 {
     const fsr_route *rt = gw_router_route(g_router, m->route);
     int up = gw_router_upstream(g_router, m->route);
@@ -508,13 +559,19 @@ static void serve_route(gw_thread *t, fsr_http_req *r, int64_t t0, const gw_matc
         return;
     }
 
-    /* Forwarded metadata: the request id, and what the services decide on themselves.
-     * In the arena: a retry on another replica sends it again. */
-    static const char *const fwd[] = { "authorization", "idempotency-key", "if-match" };
-    fsr_md *md = fsr_arena_alloc(a, sizeof(*md) * (1 + FSR_ARRAY_SIZE(fwd)));
+    /* Forwarded metadata: the request id, the authenticated caller, and what the services
+     * decide on themselves.  Only these: a client's own x-client-id or x-client-role header
+     * (or its key) never reaches a service.  In the arena: a retry on another replica sends
+     * it again. */
+    static const char *const fwd[] = { "idempotency-key", "if-match" };
+    fsr_md *md = fsr_arena_alloc(a, sizeof(*md) * (3 + FSR_ARRAY_SIZE(fwd)));
     size_t n_md = 0;
     const char *rid = fsr_http_req_id(r);
     md[n_md++] = (fsr_md){ "x-request-id", rid, strlen(rid) };
+    const char *role = gw_role_name(who->role);
+    const char *client_id = fsr_arena_strdup(a, who->client_id);
+    md[n_md++] = (fsr_md){ "x-client-id", client_id, strlen(client_id) };
+    md[n_md++] = (fsr_md){ "x-client-role", role, strlen(role) };
     for (size_t i = 0; i < FSR_ARRAY_SIZE(fwd); i++) {
         const char *v = fsr_http_req_header(r, fwd[i]);
         if (v != NULL)
@@ -545,6 +602,235 @@ static void serve_route(gw_thread *t, fsr_http_req *r, int64_t t0, const gw_matc
             gw_error_set(&e, 503, FSR_UNAVAILABLE, NULL, NULL, "%s unavailable",
                          gw_upstream_title(up));
         respond_error(t, r, m->route, t0, &e);
+    }
+}
+
+/* ---- authentication ------------------------------------------------------------------- */
+
+/* 401 with a WWW-Authenticate challenge (RFC 6750; |invalid|: a key was sent but is bad). */
+static void respond_unauthenticated(gw_thread *t, fsr_http_req *r, size_t k, int64_t t0,
+                                    bool invalid, const char *msg)
+{
+    fsr_http_add_header(r, "WWW-Authenticate",
+                        invalid ? "Bearer realm=\"fsr\", error=\"invalid_token\""
+                                : "Bearer realm=\"fsr\"");
+    gw_error e;
+    gw_error_set(&e, 401, FSR_UNAUTHENTICATED, NULL, NULL, "%s", msg);
+    respond_error(t, r, k, t0, &e);
+}
+
+static void respond_auth_unavailable(gw_thread *t, fsr_http_req *r, size_t k, int64_t t0)
+{
+    gw_error e;
+    gw_error_set(&e, 503, FSR_UNAVAILABLE, NULL, NULL, "%s unavailable",
+                 gw_upstream_title(GW_UP_PORTFOLIO));
+    respond_error(t, r, k, t0, &e);
+}
+
+/* The caller is |who|: the route's policy (gw_route_min_role()), then the upstream call. */
+static void serve_authorized(gw_thread *t, fsr_http_req *r, int64_t t0, const gw_match *m,
+                             const gw_identity *who)
+{
+    gw_role need = g_route_role[m->route];
+    if (who->role < need) {
+        const fsr_route *rt = gw_router_route(g_router, m->route);
+        gw_error e;
+        gw_error_set(&e, 403, FSR_PERMISSION_DENIED, NULL, NULL,
+                     "%s %s needs role %s; this API key's role is %s", fsr_http_req_method(r),
+                     rt->pattern, need == GW_ROLE_ADMIN ? "admin" : "data or admin",
+                     gw_role_name(who->role));
+        respond_error(t, r, m->route, t0, &e);
+        return;
+    }
+    serve_route(t, r, t0, m, who);
+}
+
+/*
+ * Drops this thread's cached lookups when they may be stale: a key was revoked through this
+ * process since, or the "key.revoked" subscription has just come (back) up -- messages
+ * published while it was down are lost.  Costs an atomic load and a few reads per request.
+ */
+static void auth_sync(gw_thread *t)
+{
+    unsigned rev = atomic_load_explicit(&g_revocations, memory_order_acquire);
+    bool sub = t->shared != NULL && fsr_redis_is_subscribed(t->shared);
+    if (rev != t->revocations || (sub && !t->subscribed)) {
+        gw_auth_cache_clear(t->auth);
+        t->auth_gen++;
+        t->revocations = rev;
+    }
+    t->subscribed = sub;
+}
+
+/* A key lookup on a cache miss; lives in the request's arena. */
+typedef struct gw_auth_call {
+    fsr_http_req *r;
+    gw_thread *t;
+    int64_t t0;
+    gw_match m; /* copied: the request continues from here */
+    uint8_t hash[GW_AUTH_HASH_LEN];
+    unsigned gen; /* t->auth_gen when the lookup started */
+    int replica;  /* of the portfolio upstream */
+    bool retried;
+    Portfolio__V1__AuthenticateRequest req;
+    fsr_md md;
+    fsr_call_opts opts;
+} gw_auth_call;
+
+static void on_authenticated(const fsr_result *res, void *arg);
+
+static int auth_call_start(gw_auth_call *ac)
+{
+    fsr_channel *ch = ac->t->up[GW_UP_PORTFOLIO].r[ac->replica].ch;
+    return fsr_channel_unary(ch, GW_AUTHENTICATE_PATH, &ac->req.base,
+                             &portfolio__v1__authenticate_response__descriptor, &ac->opts,
+                             on_authenticated, ac);
+}
+
+/* After UNAVAILABLE: Authenticate has no side effects, so another replica may answer. */
+static bool auth_retry_elsewhere(gw_auth_call *ac)
+{
+    gw_thread *t = ac->t;
+    if (ac->retried || t->closing)
+        return false;
+    int k = pool_pick(&t->up[GW_UP_PORTFOLIO], ac->replica, fsr_now_us());
+    if (k < 0)
+        return false;
+    int from = ac->replica;
+    ac->retried = true;
+    ac->replica = k;
+    if (auth_call_start(ac) != 0) {
+        ac->replica = from;
+        return false;
+    }
+    return true;
+}
+
+static void on_authenticated(const fsr_result *res, void *arg)
+{
+    gw_auth_call *ac = arg;
+    gw_thread *t = ac->t;
+    size_t k = ac->m.route;
+    fsr_code code = res->status.code;
+    const char *msg = res->status.message != NULL ? res->status.message : "";
+    fsr_log_set_request_id(fsr_http_req_id(ac->r));
+    if (code == FSR_UNAVAILABLE) {
+        replica_down(t, GW_UP_PORTFOLIO, ac->replica, msg);
+        if (auth_retry_elsewhere(ac)) {
+            fsr_log_set_request_id(NULL);
+            return;
+        }
+    } else if (code != FSR_CANCELLED) {
+        t->up[GW_UP_PORTFOLIO].r[ac->replica].down_until = 0; /* it answered */
+    }
+
+    if (code == FSR_OK && res->response != NULL) {
+        const Portfolio__V1__AuthenticateResponse *ar =
+            (const Portfolio__V1__AuthenticateResponse *)res->response;
+        gw_identity who = { .role = gw_role_parse(ar->role) };
+        if (who.role == GW_ROLE_NONE || !fsr_uuid_valid(ar->client_id)) {
+            FSR_ERROR("authentication: Authenticate answered an unusable identity");
+            gw_error e;
+            gw_error_set(&e, 500, FSR_INTERNAL, NULL, NULL, "the API key cannot be checked");
+            respond_error(t, ac->r, k, ac->t0, &e);
+        } else {
+            for (size_t i = 0; i < 36; i++) {
+                char ch = ar->client_id[i];
+                who.client_id[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+            }
+            who.client_id[36] = '\0';
+            /* Not kept if an eviction happened meanwhile: the answer may predate it. */
+            if (ac->gen == t->auth_gen)
+                gw_auth_cache_put(t->auth, ac->hash, &who, fsr_now_us());
+            serve_authorized(t, ac->r, ac->t0, &ac->m, &who);
+        }
+    } else if (code == FSR_UNAUTHENTICATED || code == FSR_INVALID_ARGUMENT) {
+        gw_auth_cache_put(t->auth, ac->hash, NULL, fsr_now_us());
+        respond_unauthenticated(t, ac->r, k, ac->t0, true, "unknown or revoked API key");
+    } else {
+        /* Transport failures name hosts: logged, the client hears which service. */
+        FSR_WARN("authentication: portfolio Authenticate failed: %s: %s", fsr_code_name(code), msg);
+        respond_auth_unavailable(t, ac->r, k, ac->t0);
+    }
+    fsr_log_set_request_id(NULL);
+}
+
+/*
+ * Every route needs a key: from the cache on a hit (no allocation beyond the request's
+ * arena, no lock), else from portfolio.v1.ClientService/Authenticate.  Then the route's
+ * policy, then the upstream call.
+ */
+static void serve_authenticated(gw_thread *t, fsr_http_req *r, int64_t t0, const gw_match *m)
+{
+    size_t k = m->route;
+    const char *key;
+    size_t len;
+    int rv = gw_auth_bearer(fsr_http_req_header(r, "authorization"), &key, &len);
+    if (rv != 0) {
+        respond_unauthenticated(t, r, k, t0, rv == GW_AUTH_MALFORMED,
+                                rv == GW_AUTH_MISSING
+                                    ? "an API key is required (Authorization: Bearer <key>)"
+                                    : "malformed Authorization header (expected Bearer <key>)");
+        return;
+    }
+    if (t == NULL) {
+        respond_auth_unavailable(t, r, k, t0);
+        return;
+    }
+    auth_sync(t);
+    uint8_t hash[GW_AUTH_HASH_LEN];
+    gw_auth_key_hash(key, len, hash);
+    gw_identity who;
+    switch (gw_auth_cache_get(t->auth, hash, t0, &who)) {
+    case GW_CACHE_HIT:
+        serve_authorized(t, r, t0, m, &who);
+        return;
+    case GW_CACHE_NEGATIVE:
+        respond_unauthenticated(t, r, k, t0, true, "unknown or revoked API key");
+        return;
+    default:
+        break;
+    }
+
+    int replica = pool_pick(&t->up[GW_UP_PORTFOLIO], -1, fsr_now_us());
+    if (replica < 0) {
+        respond_auth_unavailable(t, r, k, t0);
+        return;
+    }
+    fsr_arena *a = fsr_http_req_arena(r);
+    gw_auth_call *ac = fsr_arena_calloc(a, sizeof(*ac));
+    ac->r = r;
+    ac->t = t;
+    ac->t0 = t0;
+    ac->m = *m;
+    memcpy(ac->hash, hash, sizeof(hash));
+    ac->gen = t->auth_gen;
+    ac->replica = replica;
+    portfolio__v1__authenticate_request__init(&ac->req);
+    ac->req.api_key = fsr_arena_strndup(a, key, len);
+    const char *rid = fsr_http_req_id(r);
+    ac->md = (fsr_md){ "x-request-id", rid, strlen(rid) };
+    ac->opts = (fsr_call_opts){
+        .timeout_ms = GW_AUTH_TIMEOUT_MS, .metadata = &ac->md, .n_metadata = 1, .idempotent = true
+    };
+    if (auth_call_start(ac) != 0)
+        respond_auth_unavailable(t, r, k, t0);
+}
+
+/* A "key.revoked" message (the key's SHA-256 in hex): forget the key on this thread. */
+static void on_key_revoked(const char *pattern, const char *channel, const char *msg, size_t len,
+                           void *arg)
+{
+    (void)pattern;
+    (void)channel;
+    gw_thread *t = arg;
+    uint8_t hash[GW_AUTH_HASH_LEN];
+    t->auth_gen++;
+    if (gw_auth_hash_from_hex(msg, len, hash) == 0) {
+        gw_auth_cache_evict(t->auth, hash);
+    } else {
+        FSR_WARN("malformed %s message: every cached key lookup dropped", GW_KEY_REVOKED_CHANNEL);
+        gw_auth_cache_clear(t->auth);
     }
 }
 
@@ -805,7 +1091,7 @@ void gw_handle(fsr_http_req *r, void *arg)
         respond_error(t, r, key_unmatched(mbit), t0, &e);
         return;
     }
-    serve_route(t, r, t0, &m);
+    serve_authenticated(t, r, t0, &m);
 }
 
 /* ---- setup ---------------------------------------------------------------------------- */
@@ -829,6 +1115,14 @@ int gw_init(const gw_config *cfg, const fsr_route *routes, size_t n_routes)
     int rv = gw_router_new(routes, n_routes, &g_router);
     if (rv != 0)
         return rv;
+    /* The route policy, evaluated once per route (auth.h). */
+    g_route_role = fsr_xcalloc(n_routes > 0 ? n_routes : 1, sizeof(*g_route_role));
+    g_revoke_route = SIZE_MAX;
+    for (size_t i = 0; i < n_routes; i++) {
+        g_route_role[i] = gw_route_min_role(routes[i].http_method, routes[i].pattern);
+        if (strcmp(routes[i].path, "/portfolio.v1.ClientService/RevokeKey") == 0)
+            g_revoke_route = i;
+    }
     static const char *const req_labels[] = { "route", "method", "status" };
     g_requests = fsr_metric_counter("http_requests_total", "REST requests answered by the gateway.",
                                     req_labels, 3);
@@ -845,6 +1139,8 @@ void gw_shutdown(void)
 {
     gw_router_free(g_router);
     g_router = NULL;
+    free(g_route_role);
+    g_route_role = NULL;
     for (int i = 0; i < GW_UP_COUNT; i++) {
         for (size_t k = 0; k < g_addrs[i].n; k++)
             free(g_addrs[i].addr[k]);
@@ -859,6 +1155,17 @@ void *gw_thread_init(fsr_app_ctx *ctx)
     t->loop = ctx->loop;
     t->stats = fsr_xcalloc(gw_n_keys(), sizeof(*t->stats));
     unsigned seq = atomic_fetch_add(&g_thread_seq, 1u);
+    t->auth = gw_auth_cache_new(0);
+    t->revocations = atomic_load(&g_revocations);
+    if (ctx->shared != NULL) {
+        int rv = fsr_redis_subscribe(ctx->shared, GW_KEY_REVOKED_CHANNEL, on_key_revoked, t);
+        if (rv == 0)
+            t->shared = ctx->shared;
+        else
+            FSR_ERROR("gateway: cannot subscribe to %s: %s (revoked keys then work until their "
+                      "cache entry expires)",
+                      GW_KEY_REVOKED_CHANNEL, fsr_strerror(rv));
+    }
     for (int i = 0; i < GW_UP_COUNT; i++) {
         gw_pool *pl = &t->up[i];
         pl->n = g_addrs[i].n;
@@ -893,6 +1200,7 @@ void gw_thread_dispose(fsr_app_ctx *ctx)
     }
     for (int i = 0; i < GW_UP_COUNT; i++)
         free(t->up[i].r);
+    gw_auth_cache_free(t->auth); /* after the channels: their calls ended on it */
     free(t->stats);
     free(t);
     ctx->user = NULL;

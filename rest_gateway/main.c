@@ -69,7 +69,8 @@ int main(int argc, char **argv)
         .env_prefix = "GATEWAY",
         .default_port = 8000,
         .default_db_port = 0,    /* no database */
-        .default_redis_port = 0, /* no Redis */
+        .default_redis_port = 0, /* no own Redis */
+        .shared_redis = true,    /* SHARED_REDIS_*: "key.revoked" (revoked API keys) */
         .thread_init = gw_thread_init,
         .thread_dispose = gw_thread_dispose,
         .http_handler = gw_handle,

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Demo data through the REST gateway: three equities with ~90 weekdays of daily bars, two bonds
-# with a quote, and one portfolio holding them. Safe to run again: things that already exist
-# (looked up by symbol or name) are reused, creates carry an Idempotency-Key, and prices are
-# upserts. Routes that answer 404/501/405 (not implemented yet) are reported, not fatal.
+# Demo data through the REST gateway: the demo universe of scripts/demo_universe.py (22 equities
+# in 7 sectors on two exchanges, the FSR500 benchmark index, three years of daily bars,
+# quarterly dividends, a 2-for-1 split, 10 bonds with a year of daily quotes), then one
+# portfolio holding some of them. Safe to run again: the universe script looks everything up
+# first and writes only what is missing or different; the portfolio is looked up by name and
+# its creates carry an Idempotency-Key. Routes that answer 404/501/405 (not implemented yet)
+# are reported, not fatal.
 #
-#   GATEWAY_URL (default http://127.0.0.1:8000), ADMIN_API_KEY (default: .run/admin_api_key)
+#   GATEWAY_URL (default http://127.0.0.1:8000), ADMIN_API_KEY (default: .run/admin_api_key),
+#   DEMO_END (last date of the bars and quotes, default: the last business day)
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -93,64 +97,30 @@ ensure() {
     outcome "$label"
 }
 
-# Daily bars for the last N weekdays ending today: a deterministic gentle random walk.
-bars_json() {
-    local start=$1 n=$2 seed=$3 d back dates=()
-    for ((back = n * 7 / 5 + 5; back >= 0; back--)); do
-        d=$(date -u -d "today - $back days" +%F)
-        case $(date -u -d "$d" +%u) in 6 | 7) continue ;; esac
-        dates+=("$d")
-    done
-    printf '%s\n' "${dates[@]: -$n}" | awk -v p="$start" -v seed="$seed" '
-        BEGIN { srand(seed); printf "{\"bars\":[" }
-        {
-            o = p; r = (rand() - 0.48) * 0.03; c = o * (1 + r)
-            h = (o > c ? o : c) * (1 + rand() * 0.006); l = (o < c ? o : c) * (1 - rand() * 0.006)
-            printf "%s{\"date\":\"%s\",\"open\":\"%.2f\",\"high\":\"%.2f\",\"low\":\"%.2f\",\"close\":\"%.2f\",\"volume\":\"%d\"}",
-                (NR > 1 ? "," : ""), $1, o, h, l, c, 1000000 + int(rand() * 4000000)
-            p = c
-        }
-        END { printf "]}" }'
-}
-
 echo "  gateway $GATEWAY_URL"
-declare -A equity_id=()
-while IFS='|' read -r sym name exch sector isin price; do
-    json=$(jq -nc --arg s "$sym" --arg n "$name" --arg e "$exch" --arg sec "$sector" --arg i "$isin" \
-        '{symbol: $s, name: $n, exchange: $e, currency: "USD", sector: $sec, isin: $i, lotSize: "1"}')
-    if ensure "equity $sym" "/equities?symbol=$sym" symbol "$sym" /equities "$json"; then
-        equity_id[$sym]=$id
-        if api PUT "/equities/$id/prices" "$(bars_json "$price" 90 "${#sym}$price")"; then
-            report "prices $sym" "90 daily bars"
-        else
-            outcome "prices $sym"
-        fi
-    fi
-done <<'EOF'
-AAPL|Apple Inc.|XNAS|Information Technology|US0378331005|185
-MSFT|Microsoft Corporation|XNAS|Information Technology|US5949181045|410
-SPY|SPDR S&P 500 ETF Trust|ARCX|Index|US78462F1030|480
-EOF
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+uargs=()
+[ -n "${DEMO_END:-}" ] && uargs+=(--end "$DEMO_END")
+if ! GATEWAY_URL=$GATEWAY_URL ADMIN_API_KEY=$ADMIN_API_KEY "$py" "$root/scripts/demo_universe.py" "${uargs[@]}"; then
+    report "demo universe" "FAILED (see above)"
+    errors=$((errors + 1))
+fi
 
-declare -A bond_id=()
-today=$(date -u +%F)
-while IFS='|' read -r key name issuer rate freq dc issue maturity clean; do
-    json=$(jq -nc --arg n "$name" --arg is "$issuer" --argjson r "$rate" --argjson f "$freq" \
-        --arg dc "$dc" --arg id "$issue" --arg md "$maturity" \
-        '{name: $n, issuer: $is, currency: "USD", face: "100", couponRate: $r, frequency: $f,
-          dayCount: $dc, issueDate: $id, maturityDate: $md}')
-    if ensure "bond $key" "/bonds?issuer=$(jq -rn --arg v "$issuer" '$v|@uri')" name "$name" /bonds "$json"; then
-        bond_id[$key]=$id
-        if api PUT "/bonds/$id/quotes" "{\"quotes\":[{\"date\":\"$today\",\"cleanPrice\":\"$clean\"}]}"; then
-            report "quote $key" "clean $clean on $today"
-        else
-            outcome "quote $key"
-        fi
+# The portfolio's instruments, from the universe: two equities and two bonds.
+declare -A equity_id=() bond_id=()
+for sym_ex in NOVA:XNAS MEDQ:XNYS; do
+    sym=${sym_ex%%:*}
+    if id=$(find_id "/equities?symbol=$sym&exchange=${sym_ex#*:}" symbol "$sym"); then
+        equity_id[$sym]=$id
     fi
-done <<'EOF'
-UST34|US Treasury 4.25% 2034|US Treasury|0.0425|2|ACT_ACT_ICMA|2024-11-15|2034-11-15|97.50
-ACME30|ACME Corp 5% 2030|ACME Corp|0.05|2|THIRTY_360_US|2020-06-15|2030-06-15|101.25
-EOF
+done
+for key_isin in UST2034:US912828ZT12 ACME2030:US00081TAB36; do
+    isin=${key_isin#*:}
+    if id=$(find_id "/bonds?isin=$isin" isin "$isin"); then
+        bond_id[${key_isin%%:*}]=$id
+    fi
+done
 
 pname="Demo balanced"
 pjson=$(jq -nc --arg n "$pname" '{name: $n, baseCurrency: "USD", cash: "250000.00"}')
@@ -171,10 +141,10 @@ if ensure "portfolio" /portfolios name "$pname" /portfolios "$pjson"; then
                 outcome "constituent $label"
             fi
         }
-        add AAPL EQUITY "${equity_id[AAPL]:-}" 300 0.3
-        add MSFT EQUITY "${equity_id[MSFT]:-}" 120 0.25
-        add UST34 BOND "${bond_id[UST34]:-}" 100000 0.3
-        add ACME30 BOND "${bond_id[ACME30]:-}" 50000 0.15
+        add NOVA EQUITY "${equity_id[NOVA]:-}" 300 0.3
+        add MEDQ EQUITY "${equity_id[MEDQ]:-}" 120 0.25
+        add UST2034 BOND "${bond_id[UST2034]:-}" 100000 0.3
+        add ACME2030 BOND "${bond_id[ACME2030]:-}" 50000 0.15
     fi
 fi
 

@@ -8,6 +8,7 @@
 #include "equity.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -380,6 +381,87 @@ static Common__V1__MatrixRow **matrix_msg(fsr_call *call, const double *x, size_
     return rows;
 }
 
+/*
+ * The covariance result of |k| aligned series of |n| returns (series j at x + j * ld), with
+ * the portfolio risk of |weights| when |n_weights| > 0 (the caller checked n_weights == k).
+ * The ids are left for the caller to fill (o->ids has room for k).  On an input error
+ * finishes |call| naming |f_series| or |f_weights| and returns NULL.
+ */
+static Common__V1__CovarianceResult *cov_result(fsr_call *call, const double *x, size_t k, size_t n,
+                                                size_t ld, double *weights, size_t n_weights,
+                                                const char *f_series, const char *f_weights)
+{
+    Common__V1__CovarianceResult *o = fsr_call_alloc(call, sizeof(*o));
+    common__v1__covariance_result__init(o);
+    o->ids = fsr_call_alloc(call, sizeof(*o->ids) * k);
+    o->n_ids = k;
+    double *cov = fsr_call_alloc(call, sizeof(double) * k * k);
+    double *corr = fsr_call_alloc(call, sizeof(double) * k * k);
+    int rv = fsr_an_cov(x, k, n, ld, cov, corr, NULL);
+    if (rv != 0) {
+        fail_an(call, f_series, rv);
+        return NULL;
+    }
+    o->observations = (int32_t)n;
+    o->covariance = matrix_msg(call, cov, k);
+    o->n_covariance = k;
+    o->correlation = matrix_msg(call, corr, k);
+    o->n_correlation = k;
+    o->volatilities = fsr_call_alloc(call, sizeof(double) * k);
+    o->n_volatilities = k;
+    for (size_t i = 0; i < k; i++)
+        o->volatilities[i] = sqrt(cov[i * k + i] * 252.0);
+    if (n_weights > 0) {
+        fsr_an_risk risk;
+        double *rc = fsr_call_alloc(call, sizeof(double) * k);
+        double *mc = fsr_call_alloc(call, sizeof(double) * k);
+        rv = fsr_an_portfolio_risk(cov, k, weights, &risk, rc, mc);
+        if (rv != 0) {
+            fail_an(call, f_weights, rv);
+            return NULL;
+        }
+        o->portfolio_volatility = risk.volatility;
+        o->risk_contributions = rc;
+        o->n_risk_contributions = k;
+        o->marginal_contributions = mc;
+        o->n_marginal_contributions = k;
+        o->weights = weights;
+        o->n_weights = k;
+    }
+    return o;
+}
+
+Common__V1__CovarianceResult *eq_covariance_dated(fsr_call *call, const fsr_an_series *s, size_t k,
+                                                  fsr_an_basis basis, size_t last, double *weights,
+                                                  size_t n_weights, const char *f_series,
+                                                  const char *f_weights)
+{
+    size_t ld = SIZE_MAX;
+    for (size_t i = 0; i < k; i++) {
+        if (s[i].n < ld)
+            ld = s[i].n;
+    }
+    if (ld < 2)
+        ld = 2; /* fsr_an_align() then reports the short series */
+    int32_t *days = fsr_call_alloc(call, sizeof(*days) * ld);
+    double *ret = fsr_call_alloc(call, sizeof(*ret) * ld * k);
+    size_t m = 0;
+    int rv = fsr_an_align(s, k, basis, days, NULL, NULL, ret, ld, &m);
+    if (rv != 0) {
+        fail_an(call, f_series, rv);
+        return NULL;
+    }
+    /* The last |last| returns: return t - 1 is dated days[t], so the window starts one before. */
+    size_t n = m - 1, skip = last > 0 && last < n ? n - last : 0;
+    Common__V1__CovarianceResult *o =
+        cov_result(call, ret + skip, k, n - skip, ld, weights, n_weights, f_series, f_weights);
+    if (o == NULL)
+        return NULL;
+    o->start_date = day_text(call, days[skip]);
+    o->end_date = day_text(call, days[m - 1]);
+    return o;
+}
+
 void eq_covariance(fsr_call *call, const Equity__V1__CovarianceRequest *req)
 {
     fsr_an_basis basis;
@@ -395,16 +477,9 @@ void eq_covariance(fsr_call *call, const Equity__V1__CovarianceRequest *req)
                             "must hold one weight per series");
         return;
     }
-    bool dated = req->series[0]->n_prices > 0;
-    Common__V1__CovarianceResult *o = fsr_call_alloc(call, sizeof(*o));
-    common__v1__covariance_result__init(o);
-    o->ids = fsr_call_alloc(call, sizeof(*o->ids) * k);
-    o->n_ids = k;
-    const double *x;
-    size_t n, ld;
-    if (dated) {
+    Common__V1__CovarianceResult *o;
+    if (req->series[0]->n_prices > 0) {
         fsr_an_series *s = fsr_call_alloc(call, sizeof(*s) * k);
-        ld = SIZE_MAX;
         for (size_t i = 0; i < k; i++) {
             const Equity__V1__NamedSeries *ns = req->series[i];
             const char *fp = fsr_call_printf(call, "series[%zu].prices", i);
@@ -418,24 +493,11 @@ void eq_covariance(fsr_call *call, const Equity__V1__CovarianceRequest *req)
                                    ns->n_dividends, &s[i]) != 0 ||
                 check_series(call, &s[i], fp, fd) != 0)
                 return;
-            if (s[i].n < ld)
-                ld = s[i].n;
         }
-        int32_t *days = fsr_call_alloc(call, sizeof(*days) * ld);
-        double *ret = fsr_call_alloc(call, sizeof(*ret) * ld * k);
-        size_t m = 0;
-        int rv = fsr_an_align(s, k, basis, days, NULL, NULL, ret, ld, &m);
-        if (rv != 0) {
-            fail_an(call, "series", rv);
-            return;
-        }
-        x = ret;
-        n = m - 1;
-        o->start_date = day_text(call, days[0]);
-        o->end_date = day_text(call, days[m - 1]);
+        o = eq_covariance_dated(call, s, k, basis, 0, req->weights, req->n_weights, "series",
+                                "weights");
     } else {
-        n = req->series[0]->n_returns;
-        ld = n;
+        size_t n = req->series[0]->n_returns;
         double *buf = fsr_call_alloc(call, sizeof(*buf) * (n * k + 1));
         for (size_t i = 0; i < k; i++) {
             const Equity__V1__NamedSeries *ns = req->series[i];
@@ -448,42 +510,11 @@ void eq_covariance(fsr_call *call, const Equity__V1__CovarianceRequest *req)
             }
             memcpy(buf + i * n, ns->returns, sizeof(double) * n);
         }
-        x = buf;
+        o = cov_result(call, buf, k, n, n, req->weights, req->n_weights, "series", "weights");
     }
+    if (o == NULL)
+        return;
     for (size_t i = 0; i < k; i++)
         o->ids[i] = req->series[i]->id;
-    double *cov = fsr_call_alloc(call, sizeof(double) * k * k);
-    double *corr = fsr_call_alloc(call, sizeof(double) * k * k);
-    int rv = fsr_an_cov(x, k, n, ld, cov, corr, NULL);
-    if (rv != 0) {
-        fail_an(call, "series", rv);
-        return;
-    }
-    o->observations = (int32_t)n;
-    o->covariance = matrix_msg(call, cov, k);
-    o->n_covariance = k;
-    o->correlation = matrix_msg(call, corr, k);
-    o->n_correlation = k;
-    o->volatilities = fsr_call_alloc(call, sizeof(double) * k);
-    o->n_volatilities = k;
-    for (size_t i = 0; i < k; i++)
-        o->volatilities[i] = sqrt(cov[i * k + i] * 252.0);
-    if (req->n_weights > 0) {
-        fsr_an_risk risk;
-        double *rc = fsr_call_alloc(call, sizeof(double) * k);
-        double *mc = fsr_call_alloc(call, sizeof(double) * k);
-        rv = fsr_an_portfolio_risk(cov, k, req->weights, &risk, rc, mc);
-        if (rv != 0) {
-            fail_an(call, "weights", rv);
-            return;
-        }
-        o->portfolio_volatility = risk.volatility;
-        o->risk_contributions = rc;
-        o->n_risk_contributions = k;
-        o->marginal_contributions = mc;
-        o->n_marginal_contributions = k;
-        o->weights = req->weights;
-        o->n_weights = k;
-    }
     equity_v1_equity_analytics_service_covariance_reply(call, o);
 }

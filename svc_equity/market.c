@@ -4,13 +4,15 @@
  * quotes (GetQuote, cached in the service's Redis) and GetAnalytics on the stored data.
  *
  * Prices travel as decimal strings and are stored as NUMERIC without passing through a
- * double.  A price write invalidates the cached quote (DEL eq:quote:<id>) before the call
- * is answered and publishes price.updated {"id","from","to"} on the shared Redis after the
- * commit; a Redis failure is only logged (the cache has a TTL, events are best effort).
+ * double.  A price write invalidates the cached quote (eq_quote_invalidate(): the generation
+ * scheme of equity.h) before the call is answered and then publishes price.updated
+ * {"id","from","to"} on the shared Redis; a Redis failure is only logged (the cache has a
+ * TTL, events are best effort).
  */
 #include "equity.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #include "fsr/handler.h"
 #include "fsr/app.h"
 #include "fsr/log.h"
+#include "fsr/mem.h"
 #include "fsr/pg.h"
 #include "fsr/validate.h"
 
@@ -199,38 +202,6 @@ static int check_positive(fsr_call *call, const char *field, const char *v)
     return 0;
 }
 
-/*
- * Exact comparison of two positive decimals accepted by fsr_decimal_check(): <0, 0, >0.
- * Compares the integer parts without leading zeros by length then digits, then the
- * fractions digit by digit (a missing digit is 0).
- */
-static int dec_cmp(const char *a, const char *b)
-{
-    if (*a == '+')
-        a++;
-    if (*b == '+')
-        b++;
-    while (*a == '0' && a[1] != '.' && a[1] != '\0')
-        a++;
-    while (*b == '0' && b[1] != '.' && b[1] != '\0')
-        b++;
-    size_t ia = strcspn(a, "."), ib = strcspn(b, ".");
-    if (ia != ib)
-        return ia < ib ? -1 : 1;
-    int c = strncmp(a, b, ia);
-    if (c != 0)
-        return c;
-    const char *fa = a[ia] == '.' ? a + ia + 1 : "";
-    const char *fb = b[ib] == '.' ? b + ib + 1 : "";
-    while (*fa != '\0' || *fb != '\0') {
-        char da = *fa != '\0' ? *fa++ : '0';
-        char db = *fb != '\0' ? *fb++ : '0';
-        if (da != db)
-            return da < db ? -1 : 1;
-    }
-    return 0;
-}
-
 /* A growable string for the array literals of the bulk upsert. */
 typedef struct sbuf {
     char *p;
@@ -306,6 +277,9 @@ static void on_quote_invalidated(const redisReply *reply, int status, void *arg)
     upsert_op *op = arg;
     if (status != 0)
         FSR_WARN("invalidate quote of equity %s: %s", op->id, fsr_strerror(status));
+    /* The event goes out after the invalidation: a consumer that reacts with GetQuote reads
+     * the new close. */
+    publish_updated(op->call, op->id, op->from, op->to);
     equity_v1_equity_service_upsert_prices_reply(op->call, op->resp);
 }
 
@@ -331,14 +305,11 @@ static void on_upserted(const fsr_pg_result *res, void *arg)
     op->resp->upserted = (int32_t)strtol(fsr_pg_result_getvalue(res, 0, 0), NULL, 10);
     op->resp->latest_date = fsr_pg_col_dup(op->call, res, 0, 1);
     FSR_INFO("equity %s: %d bars upserted (%s..%s)", op->id, op->resp->upserted, op->from, op->to);
-    publish_updated(op->call, op->id, op->from, op->to);
     /* Answer once the cached quote is gone, so a following GetQuote sees the new close. */
-    fsr_redis *cache = fsr_app_ctx_of(op->call)->redis;
-    int rv = cache != NULL
-                 ? fsr_redis_command(cache, on_quote_invalidated, op, "DEL eq:quote:%s", op->id)
-                 : FSR_E_CLOSED;
+    int rv = eq_quote_invalidate(fsr_app_ctx_of(op->call), op->id, on_quote_invalidated, op);
     if (rv != 0) {
         FSR_WARN("invalidate quote of equity %s: %s", op->id, fsr_strerror(rv));
+        publish_updated(op->call, op->id, op->from, op->to);
         equity_v1_equity_service_upsert_prices_reply(op->call, op->resp);
     }
 }
@@ -362,13 +333,13 @@ static int check_bar(fsr_call *call, size_t i, const Equity__V1__PriceBar *b, in
         check_positive(call, F("low"), b->low) != 0 ||
         check_positive(call, F("close"), b->close) != 0)
         return -1;
-    if (dec_cmp(b->high, b->low) < 0 || dec_cmp(b->high, b->open) < 0 ||
-        dec_cmp(b->high, b->close) < 0) {
+    if (fsr_decimal_cmp(b->high, b->low) < 0 || fsr_decimal_cmp(b->high, b->open) < 0 ||
+        fsr_decimal_cmp(b->high, b->close) < 0) {
         fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, F("high"),
                             "must be >= open, close and low");
         return -1;
     }
-    if (dec_cmp(b->low, b->open) > 0 || dec_cmp(b->low, b->close) > 0) {
+    if (fsr_decimal_cmp(b->low, b->open) > 0 || fsr_decimal_cmp(b->low, b->close) > 0) {
         fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, F("low"),
                             "must be <= open, close and high");
         return -1;
@@ -698,9 +669,75 @@ void eq_list_splits(fsr_call *call, const Equity__V1__ListSplitsRequest *req)
 
 /* ---- GetQuote ----------------------------------------------------------------------- */
 
+/*
+ * The quote cache's two scripts (keys in equity.h).  Setting: KEYS[1] the generation,
+ * KEYS[2] the quote; ARGV[1] the generation GetQuote read before it queried Postgres ("" if
+ * none existed), ARGV[2] the packed quote, ARGV[3] its TTL.  It caches only when no write
+ * bumped the generation in between, atomically (a script runs alone).  Invalidating: the
+ * generation is bumped first, then the quote deleted, so a reader that queried Postgres
+ * before the write committed either set its quote before the bump (and the DEL removes it)
+ * or finds the generation changed (and sets nothing).  The generation keeps a day's TTL
+ * (renewed by every write): a reader holds its value for at most its deadline.
+ */
+static const char eq_quote_set_lua[] =
+    "if (redis.call('GET', KEYS[1]) or '') == ARGV[1] then"
+    " redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3]) return 1 end return 0";
+static const char eq_quote_invalidate_lua[] =
+    "redis.call('INCR', KEYS[1]) redis.call('EXPIRE', KEYS[1], ARGV[1])"
+    " return redis.call('DEL', KEYS[2])";
+
+int eq_quote_invalidate(fsr_app_ctx *ctx, const char *id, fsr_redis_cb cb, void *arg)
+{
+    if (ctx->redis == NULL)
+        return FSR_E_CLOSED;
+    return fsr_redis_command(ctx->redis, cb, arg,
+                             "EVAL %s 2 " EQ_QUOTE_GEN_PREFIX "%s " EQ_QUOTE_KEY_PREFIX "%s %d",
+                             eq_quote_invalidate_lua, id, id, EQ_QUOTE_GEN_TTL_S);
+}
+
+static void cache_quote(fsr_redis *cache, const char *id, const char *gen, const uint8_t *buf,
+                        size_t len)
+{
+    int rv = fsr_redis_command(
+        cache, NULL, NULL, "EVAL %s 2 " EQ_QUOTE_GEN_PREFIX "%s " EQ_QUOTE_KEY_PREFIX "%s %s %b %d",
+        eq_quote_set_lua, id, id, gen, buf, len, EQ_QUOTE_TTL_S);
+    if (rv != 0)
+        FSR_WARN("cache quote of equity %s: %s", id, fsr_strerror(rv));
+}
+
+/*
+ * Test hook: EQ_TEST_QUOTE_CACHE_DELAY_MS > 0 sends the cache write that long after the
+ * answer, which widens the window between GetQuote's read of Postgres and its cache write so
+ * that a test can put a price write inside it (test/integration/equity_test.c,
+ * test_quote_cache_race).  Never set in production.
+ */
+typedef struct delayed_cache {
+    fsr_redis *cache;
+    char id[40];
+    char gen[32];
+    size_t len;
+    uint8_t buf[];
+} delayed_cache;
+
+static void on_cache_delay(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    delayed_cache *d = arg;
+    cache_quote(d->cache, d->id, d->gen, d->buf, d->len);
+    free(d);
+}
+
+static int cache_delay_ms(void)
+{
+    const char *v = getenv("EQ_TEST_QUOTE_CACHE_DELAY_MS");
+    return v != NULL ? atoi(v) : 0;
+}
+
 typedef struct quote_op {
     fsr_call *call;
     const char *id;
+    const char *gen; /* the generation read with the cache miss ("": none); NULL: unknown */
 } quote_op;
 
 static void on_quote_row(const fsr_pg_result *res, void *arg)
@@ -729,15 +766,27 @@ static void on_quote_row(const fsr_pg_result *res, void *arg)
     q->previous_close = fsr_pg_col_dup(call, res, 0, 5);
     q->change = strtod(fsr_pg_result_getvalue(res, 0, 6), NULL);
     q->updated_at = fsr_timestamp_from_pg(call, fsr_pg_result_getvalue(res, 0, 7));
+    /* Without the generation (the cache read failed) the answer is not cached at all. */
     fsr_redis *cache = fsr_app_ctx_of(call)->redis;
-    if (cache != NULL) {
+    if (cache != NULL && op->gen != NULL) {
         size_t len = equity__v1__quote__get_packed_size(q);
-        uint8_t *buf = fsr_call_alloc(call, len + 1);
-        equity__v1__quote__pack(q, buf);
-        int rv = fsr_redis_command(cache, NULL, NULL, "SET eq:quote:%s %b EX %d", op->id, buf, len,
-                                   EQ_QUOTE_TTL_S);
-        if (rv != 0)
-            FSR_WARN("cache quote of equity %s: %s", op->id, fsr_strerror(rv));
+        int delay = cache_delay_ms();
+        if (delay > 0 && strlen(op->id) < sizeof(((delayed_cache *)0)->id) &&
+            strlen(op->gen) < sizeof(((delayed_cache *)0)->gen)) {
+            delayed_cache *d = fsr_xcalloc(1, sizeof(*d) + len + 1);
+            d->cache = cache;
+            snprintf(d->id, sizeof(d->id), "%s", op->id);
+            snprintf(d->gen, sizeof(d->gen), "%s", op->gen);
+            d->len = equity__v1__quote__pack(q, d->buf);
+            struct timeval tv = { delay / 1000, (delay % 1000) * 1000 };
+            if (event_base_once(fsr_loop_base(fsr_app_ctx_of(call)->loop), -1, EV_TIMEOUT,
+                                on_cache_delay, d, &tv) != 0)
+                free(d);
+        } else {
+            uint8_t *buf = fsr_call_alloc(call, len + 1);
+            equity__v1__quote__pack(q, buf);
+            cache_quote(cache, op->id, op->gen, buf, len);
+        }
     }
     equity_v1_equity_service_get_quote_reply(call, q);
 }
@@ -753,18 +802,23 @@ static void quote_from_db(quote_op *op)
         fsr_call_fail_err(op->call, rv, "get quote");
 }
 
+/* The reply of MGET quote generation. */
 static void on_quote_cached(const redisReply *reply, int status, void *arg)
 {
     quote_op *op = arg;
-    if (status == 0 && reply != NULL && reply->type == REDIS_REPLY_STRING) {
-        Equity__V1__Quote *q =
-            equity__v1__quote__unpack(NULL, (size_t)reply->len, (const uint8_t *)reply->str);
-        if (q != NULL) {
-            equity_v1_equity_service_get_quote_reply(op->call, q);
-            equity__v1__quote__free_unpacked(q, NULL);
-            return;
+    if (status == 0 && reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+        const redisReply *qr = reply->element[0], *gr = reply->element[1];
+        if (qr->type == REDIS_REPLY_STRING) {
+            Equity__V1__Quote *q =
+                equity__v1__quote__unpack(NULL, (size_t)qr->len, (const uint8_t *)qr->str);
+            if (q != NULL) {
+                equity_v1_equity_service_get_quote_reply(op->call, q);
+                equity__v1__quote__free_unpacked(q, NULL);
+                return;
+            }
+            FSR_WARN("cached quote of equity %s does not decode; reading the database", op->id);
         }
-        FSR_WARN("cached quote of equity %s does not decode; reading the database", op->id);
+        op->gen = gr->type == REDIS_REPLY_STRING ? fsr_call_printf(op->call, "%s", gr->str) : "";
     } else if (status != 0) {
         FSR_WARN("quote cache of equity %s: %s; reading the database", op->id,
                  fsr_strerror(status));
@@ -781,7 +835,9 @@ void eq_get_quote(fsr_call *call, const Equity__V1__GetQuoteRequest *req)
     op->id = req->id;
     fsr_redis *cache = fsr_app_ctx_of(call)->redis;
     int rv = cache != NULL
-                 ? fsr_redis_command(cache, on_quote_cached, op, "GET eq:quote:%s", req->id)
+                 ? fsr_redis_command(cache, on_quote_cached, op,
+                                     "MGET " EQ_QUOTE_KEY_PREFIX "%s " EQ_QUOTE_GEN_PREFIX "%s",
+                                     req->id, req->id)
                  : FSR_E_CLOSED;
     if (rv != 0)
         quote_from_db(op);
@@ -798,6 +854,17 @@ typedef struct an_op {
     fsr_an_series s[2];
     int loaded;
 } an_op;
+
+void eq_split_adjust(const int32_t *pd, double *pc, size_t np, const int32_t *dd, double *da,
+                     size_t nd, const int32_t *sd, const double *sr, size_t ns)
+{
+    for (size_t k = 0; k < ns; k++) {
+        for (size_t i = 0; i < np && pd[i] < sd[k]; i++)
+            pc[i] /= sr[k];
+        for (size_t i = 0; i < nd && dd[i] < sd[k]; i++)
+            da[i] /= sr[k];
+    }
+}
 
 /*
  * Reads eq_series_data's rows into |s|, split-adjusted: a close (and a dividend per share)
@@ -842,12 +909,7 @@ static int series_from_rows(fsr_call *call, const fsr_pg_result *res, fsr_an_ser
             sr[is++] = v;
         }
     }
-    for (size_t k = 0; k < is; k++) {
-        for (size_t i = 0; i < ip && pd[i] < sd[k]; i++)
-            pc[i] /= sr[k];
-        for (size_t i = 0; i < id && dd[i] < sd[k]; i++)
-            da[i] /= sr[k];
-    }
+    eq_split_adjust(pd, pc, ip, dd, da, id, sd, sr, is);
     s->days = pd;
     s->close = pc;
     s->n = ip;
@@ -928,4 +990,42 @@ void eq_get_analytics(fsr_call *call, const Equity__V1__GetAnalyticsRequest *req
         op->bench_id = req->benchmark_id;
     }
     an_load(op, req->id);
+}
+
+/* ---- stored series for other features (GetCovariance) --------------------------------- */
+
+typedef struct load_op {
+    fsr_call *call;
+    fsr_an_series *out;
+    eq_series_cb cb;
+    void *arg;
+} load_op;
+
+static void on_series_loaded(const fsr_pg_result *res, void *arg)
+{
+    load_op *op = arg;
+    int st = fsr_pg_result_status(res);
+    if (st != 0) {
+        if (st == FSR_E_DB)
+            FSR_ERROR("load series: SQLSTATE %s: %s", fsr_pg_result_sqlstate(res),
+                      fsr_pg_result_message(res));
+        op->cb(op->call, st, op->arg);
+        return;
+    }
+    op->cb(op->call, series_from_rows(op->call, res, op->out) == 0 ? 0 : -ENOENT, op->arg);
+}
+
+int eq_series_load(fsr_call *call, const char *id, const char *from, const char *to,
+                   fsr_an_series *out, eq_series_cb cb, void *arg)
+{
+    fsr_pg_pool *pool = fsr_app_ctx_of(call)->pg;
+    if (pool == NULL)
+        return FSR_E_CLOSED;
+    load_op *op = fsr_call_alloc(call, sizeof(*op));
+    op->call = call;
+    op->out = out;
+    op->cb = cb;
+    op->arg = arg;
+    const char *values[3] = { id, from, to };
+    return fsr_pg_query(pool, &eq_series_data, 3, values, on_series_loaded, op);
 }

@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* Bond analytics: BondAnalytics (stateless), GetBondAnalytics and BatchAnalytics (stored). */
+/*
+ * Bond analytics: BondAnalytics (stateless), GetBondAnalytics and BatchAnalytics (stored).
+ * Stored bonds are read through the bond cache (cache.c): one MGET for the whole request,
+ * then one SQL statement for the misses, whose rows are cached behind the generation guard.
+ */
 #include "fixed_income.h"
 
+#include <hiredis/hiredis.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -9,7 +14,9 @@
 #include <strings.h>
 #include <time.h>
 
+#include "fsr/handler.h"
 #include "fsr/log.h"
+#include "fsr/mem.h"
 #include "fsr/validate.h"
 
 #include "bondmath.h"
@@ -35,10 +42,10 @@ static int32_t today_serial(void)
     return (int32_t)(time(NULL) / 86400) + FI_DATE_1970;
 }
 
+/* "YYYY-MM-DD" in the call's arena (no printf: a batch formats some 50,000 of them). */
 static char *date_text(fsr_call *call, int32_t d)
 {
-    char buf[11];
-    return fsr_call_printf(call, "%s", fi_date_format(d, buf));
+    return fi_date_format(d, fsr_call_alloc(call, 11));
 }
 
 /* Fills |e| for fi error |err|; terms fields get |prefix| ("terms." or ""). */
@@ -173,6 +180,14 @@ static int terms_from_proto(fsr_call *call, const FixedIncome__V1__BondTerms *p,
         e->msg = "is required";
         return -1;
     }
+    if (p->first_coupon_date[0] != '\0') {
+        t->first_coupon_date = fi_date_parse(p->first_coupon_date);
+        if (t->first_coupon_date == FI_NO_DATE) {
+            e->field = "terms.firstCouponDate";
+            e->msg = "must be a calendar date \"YYYY-MM-DD\" in 1901..2199";
+            return -1;
+        }
+    }
     int n = fi_terms_periods(t);
     if (n < 0) {
         err_from_fi(call, n, "terms.", e);
@@ -249,23 +264,38 @@ void fi_bond_analytics(fsr_call *call, const FixedIncome__V1__BondAnalyticsReque
 /* ---- stored bonds: terms plus the latest quote on or before a date ------------------ */
 
 /*
- * FI_COLS, then the latest quote on or before $2 (any date when $2 is NULL): its date, clean
- * price (text) and yield, all NULL when there is none.  $1 is a uuid[] of the bonds wanted.
+ * FI_COLS, then the bond's latest quote (date, clean price and yield as text, all NULL when
+ * it has none) and, only when that quote is after $2, the latest quote on or before $2
+ * (else NULL: the condition on l.date is a one-time filter, so that lookup usually costs
+ * nothing).  $1 is a uuid[] of the bonds wanted; $2 NULL means no bound.  The first quote
+ * is what the cache keeps (fi_cached.latest); the second serves a past settlement date.
  */
-#define FI_QCOLS FI_COLS ", " FI_DATE("q.date") ", q.clean_price::text, q.yield"
+#define QUOTE_COLS(a) FI_DATE(a ".date") ", " a ".clean_price::text, " a ".yield::text"
 enum {
-    COL_Q_DATE = COL_COUNT,
+    COL_L_DATE = COL_COUNT,
+    COL_L_CLEAN,
+    COL_L_YIELD,
+    COL_Q_DATE,
     COL_Q_CLEAN,
     COL_Q_YIELD,
     COL_Q_COUNT
 };
 
+#define FI_PRICED_COLS FI_COLS ", " QUOTE_COLS("l") ", " QUOTE_COLS("q")
 static const fsr_pg_stmt fi_select_priced = {
     "fi_select_priced",
-    "SELECT " FI_QCOLS " FROM bonds b LEFT JOIN LATERAL (SELECT date, clean_price, yield"
-    " FROM bond_quotes WHERE bond_id = b.id AND ($2::date IS NULL OR date <= $2::date)"
+    "SELECT " FI_PRICED_COLS " FROM bonds b LEFT JOIN LATERAL (SELECT date, clean_price, yield"
+    " FROM bond_quotes WHERE bond_id = b.id ORDER BY date DESC LIMIT 1) l ON true"
+    " LEFT JOIN LATERAL (SELECT date, clean_price, yield FROM bond_quotes"
+    " WHERE bond_id = b.id AND l.date > $2::date AND date <= $2::date"
     " ORDER BY date DESC LIMIT 1) q ON true WHERE b.id = ANY ($1::uuid[])",
 };
+
+/* The price input of a request: a yield or clean price given (|have|), or none. */
+typedef struct price_input {
+    bool have, from_clean;
+    double v;
+} price_input;
 
 static int terms_from_bond(const FixedIncome__V1__Bond *b, fi_terms *t)
 {
@@ -275,26 +305,63 @@ static int terms_from_bond(const FixedIncome__V1__Bond *b, fi_terms *t)
     t->day_count = (int)b->day_count;
     t->issue_date = fi_date_parse(b->issue_date);
     t->maturity_date = fi_date_parse(b->maturity_date);
+    if (b->first_coupon_date[0] != '\0') {
+        t->first_coupon_date = fi_date_parse(b->first_coupon_date);
+        if (t->first_coupon_date == FI_NO_DATE)
+            return -1;
+    }
     return t->issue_date != FI_NO_DATE && t->maturity_date != FI_NO_DATE ? 0 : -1;
 }
 
+/* The quote in columns |col|.. of row |row| (date, clean price, yield); NULL if none. */
+static FixedIncome__V1__BondQuote *quote_from_row(fsr_call *call, const fsr_pg_result *res, int row,
+                                                  int col)
+{
+    if (fsr_pg_result_isnull(res, row, col))
+        return NULL;
+    FixedIncome__V1__BondQuote *q = fsr_call_alloc(call, sizeof(*q));
+    fixed_income__v1__bond_quote__init(q);
+    q->date = fsr_pg_col_dup(call, res, row, col);
+    if (!fsr_pg_result_isnull(res, row, col + 1)) {
+        q->value_case = FIXED_INCOME__V1__BOND_QUOTE__VALUE_CLEAN_PRICE;
+        q->clean_price = fsr_pg_col_dup(call, res, row, col + 1);
+    } else {
+        q->value_case = FIXED_INCOME__V1__BOND_QUOTE__VALUE_YIELD;
+        q->yield = fsr_pg_col_dup(call, res, row, col + 2);
+    }
+    return q;
+}
+
 /*
- * Prices row |row| of a fi_select_priced result at |settle| (FI_NO_DATE: the quote's date,
- * else today) from the given input (|have_input|) or the row's quote.
+ * Whether a bond whose latest quote is |latest| needs nothing older to be priced at
+ * |settle| (FI_NO_DATE: at the latest quote's date): true when it has no quote at all (then
+ * it has none on or before any date either) or its latest is on or before |settle|.
  */
-static FixedIncome__V1__BondAnalyticsResponse *price_row(fsr_call *call, const fsr_pg_result *res,
-                                                         int row, const FixedIncome__V1__Bond *bond,
-                                                         int32_t settle, bool have_input,
-                                                         bool from_clean, double v, price_err *e)
+static bool latest_serves(const FixedIncome__V1__BondQuote *latest, int32_t settle)
+{
+    return latest == NULL || settle == FI_NO_DATE || fi_date_parse(latest->date) <= settle;
+}
+
+/*
+ * Prices the stored bond |bond| at |settle| (FI_NO_DATE: the quote's date, else today) from
+ * the given input or, without one, from |quote| (the latest on or before |settle|; NULL
+ * when there is none: FAILED_PRECONDITION, since the bond exists but its data does not).
+ */
+static FixedIncome__V1__BondAnalyticsResponse *
+price_stored(fsr_call *call, const FixedIncome__V1__Bond *bond, int32_t settle,
+             const price_input *in, const FixedIncome__V1__BondQuote *quote, price_err *e)
 {
     fi_terms t;
     if (terms_from_bond(bond, &t) != 0) {
+        FSR_ERROR("bond %s: stored terms do not parse", bond->id);
         *e = (price_err){ FSR_INTERNAL, NULL, "internal error" };
         return NULL;
     }
-    char *qdate = NULL;
-    if (!have_input) {
-        if (fsr_pg_result_isnull(res, row, COL_Q_DATE)) {
+    bool from_clean = in->from_clean;
+    double v = in->v;
+    const char *qdate = NULL;
+    if (!in->have) {
+        if (quote == NULL) {
             *e = (price_err){ FSR_FAILED_PRECONDITION, "yield",
                               settle != FI_NO_DATE
                                   ? fsr_call_printf(call,
@@ -304,9 +371,9 @@ static FixedIncome__V1__BondAnalyticsResponse *price_row(fsr_call *call, const f
                                   : "the bond has no quote: give yield or cleanPrice" };
             return NULL;
         }
-        qdate = fsr_call_printf(call, "%s", fsr_pg_result_getvalue(res, row, COL_Q_DATE));
-        from_clean = !fsr_pg_result_isnull(res, row, COL_Q_CLEAN);
-        v = strtod(fsr_pg_result_getvalue(res, row, from_clean ? COL_Q_CLEAN : COL_Q_YIELD), NULL);
+        qdate = quote->date;
+        from_clean = quote->value_case == FIXED_INCOME__V1__BOND_QUOTE__VALUE_CLEAN_PRICE;
+        v = strtod(from_clean ? quote->clean_price : quote->yield, NULL);
         if (settle == FI_NO_DATE)
             settle = fi_date_parse(qdate);
     }
@@ -316,9 +383,17 @@ static FixedIncome__V1__BondAnalyticsResponse *price_row(fsr_call *call, const f
     if (r != NULL) {
         r->bond_id = bond->id;
         if (qdate != NULL)
-            r->quote_date = qdate;
+            r->quote_date = fsr_call_printf(call, "%s", qdate);
     }
     return r;
+}
+
+/* The generation element of an MGET reply, copied ("" when absent). */
+static const char *gen_text(fsr_call *call, const redisReply *g)
+{
+    if (g != NULL && g->type == REDIS_REPLY_STRING)
+        return fsr_arena_strndup(fsr_call_arena(call), g->str, g->len);
+    return "";
 }
 
 /* ---- GetBondAnalytics --------------------------------------------------------------- */
@@ -327,9 +402,22 @@ typedef struct get_an_op {
     fsr_call *call;
     const char *id;
     int32_t settle;
-    bool have_input, from_clean;
-    double v;
+    price_input in;
+    const char *gen; /* a cache miss: the generation seen; NULL: do not fill */
 } get_an_op;
+
+static void reply_get(get_an_op *op, const FixedIncome__V1__Bond *bond,
+                      const FixedIncome__V1__BondQuote *quote)
+{
+    price_err e;
+    FixedIncome__V1__BondAnalyticsResponse *r =
+        price_stored(op->call, bond, op->settle, &op->in, quote, &e);
+    if (r == NULL) {
+        fail_with(op->call, &e);
+        return;
+    }
+    fixed_income_v1_fixed_income_service_get_bond_analytics_reply(op->call, r);
+}
 
 static void on_get_priced(const fsr_pg_result *res, void *arg)
 {
@@ -350,14 +438,51 @@ static void on_get_priced(const fsr_pg_result *res, void *arg)
         fsr_call_fail(call, FSR_INTERNAL, "internal error");
         return;
     }
-    price_err e;
-    FixedIncome__V1__BondAnalyticsResponse *r =
-        price_row(call, res, 0, bond, op->settle, op->have_input, op->from_clean, op->v, &e);
-    if (r == NULL) {
-        fail_with(call, &e);
-        return;
+    FixedIncome__V1__BondQuote *latest = quote_from_row(call, res, 0, COL_L_DATE);
+    if (op->gen != NULL) {
+        fi_cached c = { bond, latest };
+        fi_cache_fill(call, &c, &op->gen, 1);
     }
-    fixed_income_v1_fixed_income_service_get_bond_analytics_reply(call, r);
+    reply_get(op, bond,
+              latest_serves(latest, op->settle) ? latest
+                                                : quote_from_row(call, res, 0, COL_Q_DATE));
+}
+
+static void get_from_db(get_an_op *op)
+{
+    fsr_call *call = op->call;
+    fsr_pg_pool *pool = fi_pool_of(call);
+    if (pool == NULL)
+        return;
+    const char *values[2] = {
+        fsr_call_printf(call, "{%s}", op->id),
+        op->settle != FI_NO_DATE ? date_text(call, op->settle) : NULL,
+    };
+    int rv = fsr_pg_query(pool, &fi_select_priced, 2, values, on_get_priced, op);
+    if (rv != 0)
+        fsr_call_fail_err(call, rv, "bond analytics");
+}
+
+static void on_get_cached(const redisReply *reply, int status, void *arg)
+{
+    get_an_op *op = arg;
+    if (status == 0 && reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+        const redisReply *ent = reply->element[0];
+        fi_cached c;
+        if (ent->type == REDIS_REPLY_STRING &&
+            fi_cache_decode(op->call, ent->str, ent->len, &c) == 0) {
+            if (op->in.have || latest_serves(c.latest, op->settle)) {
+                reply_get(op, c.bond, c.latest);
+                return;
+            }
+            /* The entry is current but the settlement date wants an older quote. */
+        } else {
+            op->gen = gen_text(op->call, reply->element[1]);
+        }
+    } else if (status != 0) {
+        FSR_WARN("bond cache: %s; reading the database", fsr_strerror(status));
+    }
+    get_from_db(op);
 }
 
 void fi_get_bond_analytics(fsr_call *call, const FixedIncome__V1__GetBondAnalyticsRequest *req)
@@ -370,31 +495,36 @@ void fi_get_bond_analytics(fsr_call *call, const FixedIncome__V1__GetBondAnalyti
     get_an_op *op = fsr_call_alloc(call, sizeof(*op));
     op->call = call;
     op->id = req->id;
+    op->gen = NULL;
     if (settle_from_text(call, req->settlement_date, &op->settle) != 0)
         return;
-    op->have_input =
-        req->input_case != FIXED_INCOME__V1__GET_BOND_ANALYTICS_REQUEST__INPUT__NOT_SET;
-    op->from_clean =
+    op->in.have = req->input_case != FIXED_INCOME__V1__GET_BOND_ANALYTICS_REQUEST__INPUT__NOT_SET;
+    op->in.from_clean =
         req->input_case == FIXED_INCOME__V1__GET_BOND_ANALYTICS_REQUEST__INPUT_CLEAN_PRICE;
-    op->v = op->from_clean ? req->clean_price : req->yield;
-    fsr_pg_pool *pool = fi_pool_of(call);
-    if (pool == NULL)
-        return;
-    const char *values[2] = {
-        fsr_call_printf(call, "{%s}", req->id),
-        op->settle != FI_NO_DATE ? req->settlement_date : NULL,
-    };
-    int rv = fsr_pg_query(pool, &fi_select_priced, 2, values, on_get_priced, op);
-    if (rv != 0)
-        fsr_call_fail_err(call, rv, "bond analytics");
+    op->in.v = op->in.from_clean ? req->clean_price : req->yield;
+    const char *ids[1] = { req->id };
+    if (fi_cache_get(call, ids, 1, on_get_cached, op) != 0)
+        get_from_db(op);
 }
 
 /* ---- BatchAnalytics ----------------------------------------------------------------- */
+
+/* Where one requested bond stands before pricing. */
+typedef struct batch_slot {
+    FixedIncome__V1__Bond *bond;             /* its terms, once known */
+    const FixedIncome__V1__BondQuote *quote; /* the quote that prices it; NULL: none */
+    bool need_db;                            /* not (usefully) cached: ask Postgres */
+    const char *gen;                         /* a miss: the generation seen; NULL: no fill */
+} batch_slot;
 
 typedef struct batch_op {
     fsr_call *call;
     const FixedIncome__V1__BatchAnalyticsRequest *req;
     FixedIncome__V1__BatchAnalyticsItem *items; /* one per requested id */
+    batch_slot *slots;                          /* one per requested id */
+    const char **valid_ids;                     /* the well-formed ids ... */
+    size_t *valid;                              /* ... and their request indices */
+    size_t n_valid;
     int32_t settle;
 } batch_op;
 
@@ -403,6 +533,43 @@ static void item_fail(FixedIncome__V1__BatchAnalyticsItem *it, fsr_call *call, c
     it->error_code = (int32_t)e->code;
     it->error = e->field != NULL ? fsr_call_printf(call, "%s: %s", e->field, e->msg)
                                  : fsr_call_printf(call, "%s", e->msg);
+}
+
+/* Prices every item that has not failed yet and answers. */
+static void batch_finish(batch_op *op)
+{
+    fsr_call *call = op->call;
+    size_t n = op->req->n_bond_ids;
+    static const price_input none = { false, false, 0.0 };
+    for (size_t i = 0; i < n; i++) {
+        FixedIncome__V1__BatchAnalyticsItem *it = &op->items[i];
+        if (it->error_code != 0)
+            continue;
+        batch_slot *s = &op->slots[i];
+        it->bond = s->bond;
+        price_err e;
+        it->analytics = price_stored(call, s->bond, op->settle, &none, s->quote, &e);
+        if (it->analytics == NULL)
+            item_fail(it, call, &e);
+    }
+    FixedIncome__V1__BatchAnalyticsResponse *resp = fsr_call_alloc(call, sizeof(*resp));
+    fixed_income__v1__batch_analytics_response__init(resp);
+    resp->n_items = n;
+    resp->items = fsr_call_alloc(call, sizeof(*resp->items) * (n > 0 ? n : 1));
+    for (size_t i = 0; i < n; i++)
+        resp->items[i] = &op->items[i];
+    fixed_income_v1_fixed_income_service_batch_analytics_reply(call, resp);
+}
+
+/* A result row by id: the rows sorted once, then binary search (ids are UUID text). */
+typedef struct row_ref {
+    const char *id;
+    int row;
+} row_ref;
+
+static int cmp_row_ref(const void *a, const void *b)
+{
+    return strcasecmp(((const row_ref *)a)->id, ((const row_ref *)b)->id);
 }
 
 static void on_batch_priced(const fsr_pg_result *res, void *arg)
@@ -419,76 +586,61 @@ static void on_batch_priced(const fsr_pg_result *res, void *arg)
         return;
     }
     int rows = fsr_pg_result_rows(res);
-    size_t n = op->req->n_bond_ids;
-    /* Ids may repeat, so every item looks its row up (ids are few; rows are at most n). */
-    for (size_t i = 0; i < n; i++) {
-        FixedIncome__V1__BatchAnalyticsItem *it = &op->items[i];
-        if (it->error_code != 0)
+    row_ref *index = fsr_call_alloc(call, sizeof(*index) * (size_t)(rows > 0 ? rows : 1));
+    for (int k = 0; k < rows; k++)
+        index[k] = (row_ref){ fsr_pg_result_getvalue(res, k, COL_ID), k };
+    qsort(index, (size_t)rows, sizeof(*index), cmp_row_ref);
+
+    fi_cached *fills = fsr_call_alloc(call, sizeof(*fills) * op->n_valid);
+    const char **gens = fsr_call_alloc(call, sizeof(*gens) * op->n_valid);
+    size_t n_fill = 0;
+    for (size_t k = 0; k < op->n_valid; k++) {
+        size_t i = op->valid[k];
+        batch_slot *s = &op->slots[i];
+        if (!s->need_db)
             continue;
-        int row = -1;
-        for (int k = 0; k < rows && row < 0; k++) {
-            if (strcasecmp(fsr_pg_result_getvalue(res, k, COL_ID), it->bond_id) == 0)
-                row = k;
-        }
-        if (row < 0) {
+        FixedIncome__V1__BatchAnalyticsItem *it = &op->items[i];
+        row_ref key = { it->bond_id, 0 };
+        const row_ref *hit =
+            rows > 0 ? bsearch(&key, index, (size_t)rows, sizeof(*index), cmp_row_ref) : NULL;
+        if (hit == NULL) {
             it->error_code = FSR_NOT_FOUND;
             it->error = fsr_call_printf(call, "bond %s not found", it->bond_id);
             continue;
         }
-        it->bond = fi_from_row(call, res, row);
-        if (it->bond == NULL) {
+        s->bond = fi_from_row(call, res, hit->row);
+        if (s->bond == NULL) {
             FSR_ERROR("batch analytics: unexpected result shape");
             fsr_call_fail(call, FSR_INTERNAL, "internal error");
             return;
         }
-        price_err e;
-        it->analytics = price_row(call, res, row, it->bond, op->settle, false, false, 0, &e);
-        if (it->analytics == NULL)
-            item_fail(it, call, &e);
+        FixedIncome__V1__BondQuote *latest = quote_from_row(call, res, hit->row, COL_L_DATE);
+        if (s->gen != NULL) {
+            fills[n_fill] = (fi_cached){ s->bond, latest };
+            gens[n_fill++] = s->gen;
+        }
+        s->quote = latest_serves(latest, op->settle)
+                       ? latest
+                       : quote_from_row(call, res, hit->row, COL_Q_DATE);
     }
-    FixedIncome__V1__BatchAnalyticsResponse *resp = fsr_call_alloc(call, sizeof(*resp));
-    fixed_income__v1__batch_analytics_response__init(resp);
-    resp->n_items = n;
-    resp->items = fsr_call_alloc(call, sizeof(*resp->items) * (n > 0 ? n : 1));
-    for (size_t i = 0; i < n; i++)
-        resp->items[i] = &op->items[i];
-    fixed_income_v1_fixed_income_service_batch_analytics_reply(call, resp);
+    fi_cache_fill(call, fills, gens, n_fill);
+    batch_finish(op);
 }
 
-void fi_batch_analytics(fsr_call *call, const FixedIncome__V1__BatchAnalyticsRequest *req)
+/* One SQL statement for every slot marked need_db. */
+static void batch_from_db(batch_op *op)
 {
-    size_t n = req->n_bond_ids;
-    if (n > FI_BATCH_MAX) {
-        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "bondIds", "at most %d ids per call",
-                            FI_BATCH_MAX);
-        return;
-    }
-    batch_op *op = fsr_call_alloc(call, sizeof(*op));
-    op->call = call;
-    op->req = req;
-    if (settle_from_text(call, req->settlement_date, &op->settle) != 0)
-        return;
-    /* The valuation date is fixed for the whole batch: today when not given. */
-    if (op->settle == FI_NO_DATE)
-        op->settle = today_serial();
-    op->items = fsr_call_alloc(call, sizeof(*op->items) * (n > 0 ? n : 1));
-    /* "{id,id,...}": only well-formed ids go to Postgres; the others fail on their own. */
-    size_t cap = 3 + n * 37;
-    char *arr = fsr_call_alloc(call, cap);
+    fsr_call *call = op->call;
+    /* "{id,id,...}" */
+    char *arr = fsr_call_alloc(call, 3 + op->n_valid * 37);
     size_t len = 0;
     arr[len++] = '{';
-    for (size_t i = 0; i < n; i++) {
-        FixedIncome__V1__BatchAnalyticsItem *it = &op->items[i];
-        fixed_income__v1__batch_analytics_item__init(it);
-        it->bond_id = req->bond_ids[i];
-        if (!fsr_uuid_valid(req->bond_ids[i])) {
-            it->error_code = FSR_INVALID_ARGUMENT;
-            it->error = fsr_call_printf(call, "bondIds[%zu]: must be a UUID", i);
+    for (size_t k = 0; k < op->n_valid; k++) {
+        if (!op->slots[op->valid[k]].need_db)
             continue;
-        }
         if (len > 1)
             arr[len++] = ',';
-        memcpy(arr + len, req->bond_ids[i], 36);
+        memcpy(arr + len, op->valid_ids[k], 36);
         len += 36;
     }
     arr[len++] = '}';
@@ -500,4 +652,83 @@ void fi_batch_analytics(fsr_call *call, const FixedIncome__V1__BatchAnalyticsReq
     int rv = fsr_pg_query(pool, &fi_select_priced, 2, values, on_batch_priced, op);
     if (rv != 0)
         fsr_call_fail_err(call, rv, "batch analytics");
+}
+
+static void on_batch_cached(const redisReply *reply, int status, void *arg)
+{
+    batch_op *op = arg;
+    size_t m = op->n_valid;
+    bool ok = status == 0 && reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
+              reply->elements == 2 * m;
+    if (status != 0)
+        FSR_WARN("bond cache: %s; reading the database", fsr_strerror(status));
+    size_t misses = 0;
+    for (size_t k = 0; k < m; k++) {
+        batch_slot *s = &op->slots[op->valid[k]];
+        fi_cached c;
+        const redisReply *ent = ok ? reply->element[k] : NULL;
+        if (ent != NULL && ent->type == REDIS_REPLY_STRING &&
+            fi_cache_decode(op->call, ent->str, ent->len, &c) == 0) {
+            s->bond = c.bond;
+            if (latest_serves(c.latest, op->settle)) {
+                s->quote = c.latest;
+                continue;
+            }
+        } else if (ok) {
+            s->gen = gen_text(op->call, reply->element[m + k]);
+        }
+        s->need_db = true;
+        misses++;
+    }
+    if (misses > 0)
+        batch_from_db(op);
+    else
+        batch_finish(op);
+}
+
+void fi_batch_analytics(fsr_call *call, const FixedIncome__V1__BatchAnalyticsRequest *req)
+{
+    size_t n = req->n_bond_ids;
+    if (n > FI_BATCH_MAX) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "bondIds", "at most %d ids per call",
+                            FI_BATCH_MAX);
+        return;
+    }
+    batch_op *op = fsr_call_alloc(call, sizeof(*op));
+    memset(op, 0, sizeof(*op));
+    op->call = call;
+    op->req = req;
+    if (settle_from_text(call, req->settlement_date, &op->settle) != 0)
+        return;
+    /* The valuation date is fixed for the whole batch: today when not given. */
+    if (op->settle == FI_NO_DATE)
+        op->settle = today_serial();
+    size_t cap = n > 0 ? n : 1;
+    op->items = fsr_call_alloc(call, sizeof(*op->items) * cap);
+    op->slots = fsr_call_alloc(call, sizeof(*op->slots) * cap);
+    op->valid_ids = fsr_call_alloc(call, sizeof(*op->valid_ids) * cap);
+    op->valid = fsr_call_alloc(call, sizeof(*op->valid) * cap);
+    for (size_t i = 0; i < n; i++) {
+        FixedIncome__V1__BatchAnalyticsItem *it = &op->items[i];
+        fixed_income__v1__batch_analytics_item__init(it);
+        it->bond_id = req->bond_ids[i];
+        op->slots[i] = (batch_slot){ NULL, NULL, false, NULL };
+        /* Only well-formed ids go to Redis and Postgres; the others fail on their own. */
+        if (!fsr_uuid_valid(req->bond_ids[i])) {
+            it->error_code = FSR_INVALID_ARGUMENT;
+            it->error = fsr_call_printf(call, "bondIds[%zu]: must be a UUID", i);
+            continue;
+        }
+        op->valid_ids[op->n_valid] = req->bond_ids[i];
+        op->valid[op->n_valid++] = i;
+    }
+    if (op->n_valid == 0) {
+        batch_finish(op);
+        return;
+    }
+    if (fi_cache_get(call, op->valid_ids, op->n_valid, on_batch_cached, op) != 0) {
+        for (size_t k = 0; k < op->n_valid; k++)
+            op->slots[op->valid[k]].need_db = true;
+        batch_from_db(op);
+    }
 }

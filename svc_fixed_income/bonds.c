@@ -1,7 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-/* The bonds resource: CreateBond, GetBond, ListBonds, UpdateBond and DeleteBond over Postgres. */
+/*
+ * The bonds resource: CreateBond, GetBond, ListBonds, UpdateBond and DeleteBond over Postgres.
+ *
+ * The pricing terms are checked by bondmath (fi_terms_periods(): dates in range, at most 100
+ * years, the first coupon date on the schedule) on the row as it will be stored: the
+ * request itself on create, the merged row inside the update's transaction on update.
+ * DeleteBond asks the portfolio service first whether the bond is held.  Updates and
+ * deletes invalidate the bond cache (cache.c) before they answer.
+ */
 #include "fixed_income.h"
 
+#include <hiredis/hiredis.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -10,10 +19,13 @@
 #include "fsr/handler.h"
 #include "fsr/app.h"
 #include "fsr/log.h"
+#include "fsr/metadata.h"
 #include "fsr/pg.h"
 #include "fsr/validate.h"
 
+#include "bondmath.h"
 #include "fixed_income_v1.fsr.h"
+#include "portfolio_v1.fsr.h"
 
 /* Longest accepted values, in bytes. */
 #define FI_NAME_MAX   200
@@ -22,8 +34,9 @@
 static const fsr_pg_stmt fi_insert = {
     "fi_insert",
     "INSERT INTO bonds (isin, name, issuer, currency, face, coupon_rate, frequency, day_count,"
-    " issue_date, maturity_date)"
-    " VALUES ($1, $2, $3, $4, $5::numeric, $6::float8, $7::integer, $8, $9::date, $10::date)"
+    " issue_date, maturity_date, first_coupon_date)"
+    " VALUES ($1, $2, $3, $4, $5::numeric, $6::float8, $7::integer, $8, $9::date, $10::date,"
+    " $11::date)"
     " RETURNING " FI_COLS,
 };
 
@@ -83,6 +96,21 @@ static int check_date(fsr_call *call, const char *field, const char *v, bool req
     return 0;
 }
 
+/*
+ * Checks pricing terms |t| with bondmath; on failure finishes |call| with INVALID_ARGUMENT
+ * naming the field at fault and returns -1.
+ */
+static int check_terms(fsr_call *call, const fi_terms *t)
+{
+    int n = fi_terms_periods(t);
+    if (n >= 0)
+        return 0;
+    const char *field = fi_err_field(n);
+    fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, field != NULL ? field : "issueDate", "%s",
+                        fi_strerror(n));
+    return -1;
+}
+
 /* Copies row |row| (FI_COLS) into a new Bond in the call's arena; NULL if malformed. */
 FixedIncome__V1__Bond *fi_from_row(fsr_call *call, const fsr_pg_result *res, int row)
 {
@@ -107,6 +135,7 @@ FixedIncome__V1__Bond *fi_from_row(fsr_call *call, const fsr_pg_result *res, int
     b->maturity_date = fsr_pg_col_dup(call, res, row, COL_MATURITY_DATE);
     b->created_at = fsr_timestamp_from_pg(call, fsr_pg_result_getvalue(res, row, COL_CREATED_AT));
     b->updated_at = fsr_timestamp_from_pg(call, fsr_pg_result_getvalue(res, row, COL_UPDATED_AT));
+    b->first_coupon_date = fsr_pg_col_dup(call, res, row, COL_FIRST_COUPON_DATE);
     if (b->created_at == NULL || b->updated_at == NULL)
         return NULL;
     return b;
@@ -250,6 +279,24 @@ void fi_create_bond(fsr_call *call, const FixedIncome__V1__CreateBondRequest *re
         fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "maturityDate", "must be after issueDate");
         return;
     }
+    if (check_date(call, "firstCouponDate", req->first_coupon_date, false) != 0)
+        return;
+    if (req->first_coupon_date[0] != '\0' && fi_date_parse(req->first_coupon_date) == FI_NO_DATE) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "firstCouponDate",
+                            "must be a date from 1901-01-01 to 2199-12-31");
+        return;
+    }
+    /* What only bondmath knows: the range it prices, and the first coupon on the schedule. */
+    fi_terms t = {
+        .coupon_rate = req->coupon_rate,
+        .frequency = f,
+        .day_count = dcv,
+        .issue_date = fi_date_parse(req->issue_date),
+        .maturity_date = fi_date_parse(req->maturity_date),
+        .first_coupon_date = fi_date_parse(req->first_coupon_date),
+    };
+    if (check_terms(call, &t) != 0)
+        return;
 
     fsr_pg_pool *pool = fi_pool_of(call);
     if (pool == NULL)
@@ -257,7 +304,7 @@ void fi_create_bond(fsr_call *call, const FixedIncome__V1__CreateBondRequest *re
     create_op *op = fsr_call_alloc(call, sizeof(*op));
     op->call = call;
     op->isin = isin;
-    const char *values[10] = {
+    const char *values[11] = {
         isin,
         req->name,
         req->issuer,
@@ -268,8 +315,9 @@ void fi_create_bond(fsr_call *call, const FixedIncome__V1__CreateBondRequest *re
         dc->name,
         req->issue_date,
         req->maturity_date,
+        nullif_empty(req->first_coupon_date),
     };
-    int rv = fsr_pg_query(pool, &fi_insert, 10, values, on_created, op);
+    int rv = fsr_pg_query(pool, &fi_insert, 11, values, on_created, op);
     if (rv != 0)
         fsr_call_fail_err(call, rv, "create bond");
 }
@@ -416,8 +464,10 @@ void fi_list_bonds(fsr_call *call, const FixedIncome__V1__ListBondsRequest *req)
 /* ---- UpdateBond --------------------------------------------------------------------- */
 
 /*
- * One statement: NULL parameters keep the column (isin: "" clears it).  The table's CHECK
- * constraints judge the merged row (issue < maturity, zero coupon, isin or name).
+ * One statement: NULL parameters keep the column (isin and first_coupon_date: "" clears
+ * it).  The table's CHECK constraints judge the merged row (issue < maturity, zero coupon,
+ * isin or name, first coupon in range); bondmath then judges its pricing terms before the
+ * transaction commits.
  */
 static const fsr_pg_stmt fi_update = {
     "fi_update",
@@ -427,7 +477,9 @@ static const fsr_pg_stmt fi_update = {
     " coupon_rate = coalesce($7::float8, coupon_rate),"
     " frequency = coalesce($8::integer, frequency), day_count = coalesce($9::text, day_count),"
     " issue_date = coalesce($10::date, issue_date),"
-    " maturity_date = coalesce($11::date, maturity_date), updated_at = now()"
+    " maturity_date = coalesce($11::date, maturity_date),"
+    " first_coupon_date = CASE WHEN $12::text IS NULL THEN first_coupon_date"
+    " ELSE nullif($12::text, '')::date END, updated_at = now()"
     " WHERE id = $1::uuid RETURNING " FI_COLS,
 };
 
@@ -436,21 +488,61 @@ static const fsr_pg_stmt fi_delete = {
     "DELETE FROM bonds WHERE id = $1::uuid RETURNING id",
 };
 
+#define FI_UPDATE_PARAMS 12
+
 typedef struct update_op {
     fsr_call *call;
-    const char *id;
-    const char *isin;
-    bool issue_only; /* issueDate given, maturityDate not */
+    const char *v[FI_UPDATE_PARAMS]; /* the statement's parameters */
+    fsr_pg_conn *conn;               /* the transaction */
+    FixedIncome__V1__Bond *bond;     /* the merged row, once updated */
+    bool issue_only;                 /* issueDate given, maturityDate not */
 } update_op;
+
+static void on_update_invalidated(const redisReply *reply, int status, void *arg)
+{
+    (void)reply;
+    update_op *op = arg;
+    if (status != 0)
+        FSR_WARN("invalidate cache of bond %s: %s", op->bond->id, fsr_strerror(status));
+    fixed_income_v1_fixed_income_service_update_bond_reply(op->call, op->bond);
+}
+
+static void on_update_committed(const fsr_pg_result *res, void *arg)
+{
+    update_op *op = arg;
+    if (fsr_pg_result_status(res) != 0) {
+        fi_fail_db(op->call, res, "update bond");
+        return;
+    }
+    FixedIncome__V1__Bond *b = op->bond;
+    FSR_INFO("bond %s updated", b->id);
+    fi_publish_updated(op->call, b->id, NULL, NULL);
+    /* Answer once the cached terms are gone, so a following read sees the new ones. */
+    int rv = fi_cache_invalidate(op->call, b->id, on_update_invalidated, op);
+    if (rv != 0) {
+        if (rv != FSR_E_CLOSED)
+            FSR_WARN("invalidate cache of bond %s: %s", b->id, fsr_strerror(rv));
+        fixed_income_v1_fixed_income_service_update_bond_reply(op->call, b);
+    }
+}
+
+/* Rolls the update back (fire and forget: the server discards it either way). */
+static void update_abort(update_op *op)
+{
+    (void)fsr_pg_tx_rollback(op->conn, NULL, NULL);
+    op->conn = NULL;
+}
 
 static void on_updated(const fsr_pg_result *res, void *arg)
 {
     update_op *op = arg;
     fsr_call *call = op->call;
     int st = fsr_pg_result_status(res);
+    if (st != 0)
+        update_abort(op);
     if (st == FSR_E_UNIQUE) {
         fsr_call_fail(call, FSR_ALREADY_EXISTS, "a bond with ISIN %s already exists",
-                      op->isin != NULL ? op->isin : "");
+                      op->v[1] != NULL ? op->v[1] : "");
         return;
     }
     if (st == FSR_E_CHECK) {
@@ -465,6 +557,10 @@ static void on_updated(const fsr_pg_result *res, void *arg)
         else if (strstr(m, "bonds_isin_or_name") != NULL)
             fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "name",
                                 "is required when isin is empty");
+        else if (strstr(m, "bonds_first_coupon") != NULL)
+            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "firstCouponDate",
+                                "must be after issueDate and on or before maturityDate, and only "
+                                "for a coupon bond (frequency > 0)");
         else
             fi_fail_db(call, res, "update bond");
         return;
@@ -474,27 +570,60 @@ static void on_updated(const fsr_pg_result *res, void *arg)
         return;
     }
     if (fsr_pg_result_rows(res) == 0) {
-        fsr_call_fail_field(call, FSR_NOT_FOUND, "id", "bond %s not found", op->id);
+        update_abort(op);
+        fsr_call_fail_field(call, FSR_NOT_FOUND, "id", "bond %s not found", op->v[0]);
         return;
     }
     FixedIncome__V1__Bond *b = fi_from_row(call, res, 0);
     if (b == NULL) {
+        update_abort(op);
         fail_shape(call, "update bond");
         return;
     }
-    FSR_INFO("bond %s updated", b->id);
-    fi_publish_updated(call, b->id, NULL, NULL);
-    fsr_redis *cache = fsr_app_ctx_of(call)->redis;
-    if (cache != NULL)
-        (void)fsr_redis_command(cache, NULL, NULL, "DEL fi:quote:%s", b->id);
-    fixed_income_v1_fixed_income_service_update_bond_reply(call, b);
+    /* The merged row's pricing terms, as create checks them. */
+    fi_terms t = {
+        .coupon_rate = b->coupon_rate,
+        .frequency = b->frequency,
+        .day_count = (int)b->day_count, /* fi_day_count has the proto's numbers */
+        .issue_date = fi_date_parse(b->issue_date),
+        .maturity_date = fi_date_parse(b->maturity_date),
+        .first_coupon_date = fi_date_parse(b->first_coupon_date),
+    };
+    if (check_terms(call, &t) != 0) {
+        update_abort(op);
+        return;
+    }
+    op->bond = b;
+    fsr_pg_conn *conn = op->conn;
+    op->conn = NULL;
+    int rv = fsr_pg_tx_commit(conn, on_update_committed, op);
+    if (rv != 0)
+        fsr_call_fail_err(call, rv, "update bond");
+}
+
+static void on_update_tx(fsr_pg_conn *conn, int status, void *arg)
+{
+    update_op *op = arg;
+    if (status != 0) {
+        fsr_call_fail_err(op->call, status, "update bond");
+        return;
+    }
+    op->conn = conn;
+    int rv = fsr_pg_conn_query(conn, &fi_update, FI_UPDATE_PARAMS, op->v, on_updated, op);
+    if (rv != 0) {
+        update_abort(op);
+        fsr_call_fail_err(op->call, rv, "update bond");
+    }
 }
 
 void fi_update_bond(fsr_call *call, const FixedIncome__V1__UpdateBondRequest *req)
 {
     if (fsr_check_uuid(call, "id", req->id) != 0)
         return;
-    const char *v[11] = { req->id };
+    update_op *op = fsr_call_alloc(call, sizeof(*op));
+    memset(op, 0, sizeof(*op));
+    const char **v = op->v;
+    v[0] = req->id;
     if (req->isin != NULL) {
         const char *isin = "";
         if (req->isin->value[0] != '\0') {
@@ -594,24 +723,66 @@ void fi_update_bond(fsr_call *call, const FixedIncome__V1__UpdateBondRequest *re
         fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "maturityDate", "must be after issueDate");
         return;
     }
+    if (req->first_coupon_date != NULL) {
+        /* "" clears it */
+        if (check_date(call, "firstCouponDate", req->first_coupon_date->value, false) != 0)
+            return;
+        v[11] = req->first_coupon_date->value;
+    }
     fsr_pg_pool *pool = fi_pool_of(call);
     if (pool == NULL)
         return;
-    update_op *op = fsr_call_alloc(call, sizeof(*op));
     op->call = call;
-    op->id = req->id;
-    op->isin = v[1];
     op->issue_only = v[9] != NULL && v[10] == NULL;
-    int rv = fsr_pg_query(pool, &fi_update, 11, v, on_updated, op);
+    /*
+     * A transaction, so the merged row can be checked (bondmath needs the whole schedule)
+     * before it is committed.
+     */
+    int rv = fsr_pg_tx_begin(pool, on_update_tx, op);
     if (rv != 0)
         fsr_call_fail_err(call, rv, "update bond");
 }
 
 /* ---- DeleteBond --------------------------------------------------------------------- */
 
+/*
+ * First CountHolders on the portfolio service, then the DELETE.  A constituent added in
+ * between (the portfolio service checks the bond exists when one is added) is the one race
+ * two databases leave open; its window is one round trip.
+ */
+typedef struct delete_op {
+    fsr_call *call;
+    const char *id;
+} delete_op;
+
+/*
+ * UNAVAILABLE because the portfolio service could not answer, with the trailer that tells
+ * the gateway this service is up and the message is the answer (fsr/metadata.h).
+ */
+static void fail_no_portfolio(fsr_call *call, const char *id)
+{
+    static const char dep[] = "portfolio";
+    fsr_call_add_trailer(call, FSR_MD_DEPENDENCY_UNAVAILABLE, dep, sizeof(dep) - 1);
+    fsr_call_fail(call, FSR_UNAVAILABLE,
+                  "portfolio service unavailable: cannot tell whether a portfolio holds bond "
+                  "%s, so nothing was deleted",
+                  id);
+}
+
+static void on_delete_invalidated(const redisReply *reply, int status, void *arg)
+{
+    (void)reply;
+    delete_op *op = arg;
+    if (status != 0)
+        FSR_WARN("invalidate cache of bond %s: %s", op->id, fsr_strerror(status));
+    Google__Protobuf__Empty *e = fsr_call_alloc(op->call, sizeof(*e));
+    google__protobuf__empty__init(e);
+    fixed_income_v1_fixed_income_service_delete_bond_reply(op->call, e);
+}
+
 static void on_deleted(const fsr_pg_result *res, void *arg)
 {
-    get_op *op = arg;
+    delete_op *op = arg;
     if (fsr_pg_result_status(res) != 0) {
         fi_fail_db(op->call, res, "delete bond");
         return;
@@ -621,26 +792,67 @@ static void on_deleted(const fsr_pg_result *res, void *arg)
         return;
     }
     FSR_INFO("bond %s deleted", op->id);
-    fsr_redis *cache = fsr_app_ctx_of(op->call)->redis;
-    if (cache != NULL)
-        (void)fsr_redis_command(cache, NULL, NULL, "DEL fi:quote:%s", op->id);
-    Google__Protobuf__Empty *e = fsr_call_alloc(op->call, sizeof(*e));
-    google__protobuf__empty__init(e);
-    fixed_income_v1_fixed_income_service_delete_bond_reply(op->call, e);
+    int rv = fi_cache_invalidate(op->call, op->id, on_delete_invalidated, op);
+    if (rv != 0) {
+        if (rv != FSR_E_CLOSED)
+            FSR_WARN("invalidate cache of bond %s: %s", op->id, fsr_strerror(rv));
+        on_delete_invalidated(NULL, 0, op);
+    }
+}
+
+static void on_holders(const fsr_result *res, const Portfolio__V1__CountHoldersResponse *resp,
+                       void *arg)
+{
+    delete_op *op = arg;
+    fsr_call *call = op->call;
+    if (res->status.code != FSR_OK || resp == NULL) {
+        /* Nothing is deleted unless the portfolio service says nobody holds the bond. */
+        FSR_WARN("delete bond %s: CountHolders answered %s: %s", op->id,
+                 fsr_code_name(res->status.code),
+                 res->status.message != NULL ? res->status.message : "");
+        fail_no_portfolio(call, op->id);
+        return;
+    }
+    if (resp->portfolios > 0) {
+        fsr_call_fail(call, FSR_FAILED_PRECONDITION,
+                      "bond %s is held in %lld portfolio%s: remove it from them first", op->id,
+                      (long long)resp->portfolios, resp->portfolios == 1 ? "" : "s");
+        return;
+    }
+    fsr_pg_pool *pool = fi_pool_of(call);
+    if (pool == NULL)
+        return;
+    const char *values[1] = { op->id };
+    int rv = fsr_pg_query(pool, &fi_delete, 1, values, on_deleted, op);
+    if (rv != 0)
+        fsr_call_fail_err(call, rv, "delete bond");
 }
 
 void fi_delete_bond(fsr_call *call, const FixedIncome__V1__DeleteBondRequest *req)
 {
     if (fsr_check_uuid(call, "id", req->id) != 0)
         return;
-    fsr_pg_pool *pool = fi_pool_of(call);
-    if (pool == NULL)
+    const fi_thread *th = fsr_app_ctx_of(call)->user;
+    if (th == NULL || th->portfolio == NULL) {
+        fail_no_portfolio(call, req->id);
         return;
-    get_op *op = fsr_call_alloc(call, sizeof(*op));
+    }
+    delete_op *op = fsr_call_alloc(call, sizeof(*op));
     op->call = call;
     op->id = req->id;
-    const char *values[1] = { req->id };
-    int rv = fsr_pg_query(pool, &fi_delete, 1, values, on_deleted, op);
-    if (rv != 0)
-        fsr_call_fail_err(call, rv, "delete bond");
+    Portfolio__V1__CountHoldersRequest *creq = fsr_call_alloc(call, sizeof(*creq));
+    portfolio__v1__count_holders_request__init(creq);
+    creq->instrument_type = COMMON__V1__INSTRUMENT_TYPE__VALUE__BOND;
+    creq->instrument_id = fsr_call_printf(call, "%s", req->id);
+    fsr_call_opts opts = {
+        .timeout_ms = 1500, /* capped by the caller's own deadline */
+        .parent = call,
+        .idempotent = true,
+    };
+    int rv =
+        portfolio_v1_holdings_service_count_holders(th->portfolio, creq, &opts, on_holders, op);
+    if (rv != 0) {
+        FSR_WARN("delete bond %s: CountHolders not sent: %s", req->id, fsr_strerror(rv));
+        fail_no_portfolio(call, req->id);
+    }
 }

@@ -5,7 +5,9 @@
 
 #include "fsr/server.h"
 
+#include "fsr/client.h"
 #include "fsr/pg.h"
+#include "fsr/redis.h"
 
 #include "fixed_income/v1/fixed_income.pb-c.h"
 
@@ -24,7 +26,7 @@
 #define FI_COLS                                                                                    \
     "id, coalesce(isin, ''), name, issuer, currency, face::text, coupon_rate, frequency, "         \
     "day_count, " FI_DATE("issue_date") ", " FI_DATE("maturity_date") ", " FI_TS(                  \
-        "created_at") ", " FI_TS("updated_at")
+        "created_at") ", " FI_TS("updated_at") ", coalesce(" FI_DATE("first_coupon_date") ", '')"
 enum {
     COL_ID,
     COL_ISIN,
@@ -39,6 +41,7 @@ enum {
     COL_MATURITY_DATE,
     COL_CREATED_AT,
     COL_UPDATED_AT,
+    COL_FIRST_COUPON_DATE,
     COL_COUNT
 };
 
@@ -51,6 +54,15 @@ FixedIncome__V1__Bond *fi_from_row(fsr_call *call, const fsr_pg_result *res, int
 void fi_fail_db(fsr_call *call, const fsr_pg_result *res, const char *what);
 /* The thread's pool, or NULL after finishing |call| UNAVAILABLE. */
 fsr_pg_pool *fi_pool_of(fsr_call *call);
+
+/*
+ * Per loop thread (fsr_app_ctx.user, made by main.c's thread_init): the channel to the
+ * portfolio service (PORTFOLIO_SERVICE_ADDR), which DeleteBond asks whether a bond is held.
+ * NULL when the address is unusable (DeleteBond then answers UNAVAILABLE).
+ */
+typedef struct fi_thread {
+    fsr_channel *portfolio;
+} fi_thread;
 
 /* bonds.c: the bonds resource (create, get, list, update, delete). */
 void fi_create_bond(fsr_call *call, const FixedIncome__V1__CreateBondRequest *req);
@@ -67,6 +79,55 @@ void fi_list_quotes(fsr_call *call, const FixedIncome__V1__ListQuotesRequest *re
  * Redis; best effort: failures are logged.
  */
 void fi_publish_updated(fsr_call *call, const char *id, const char *from, const char *to);
+
+/*
+ * cache.c: the pricing inputs of a stored bond (its terms and its latest quote) cached in
+ * the service's Redis under fi:quote:<id>, guarded by a generation counter fi:qgen:<id>.
+ *
+ * Every write that changes what the entry holds (a quote upsert, a bond update or delete)
+ * commits to Postgres first and then calls fi_cache_invalidate(), which atomically bumps
+ * the generation and deletes the entry.  A reader that misses reads the entry and the
+ * generation in one MGET *before* its SQL, and caches what Postgres returned only if the
+ * generation is still the one it saw (fi_cache_fill(), one Lua script): a write that
+ * committed after the reader's snapshot bumps the generation after its commit, hence after
+ * the reader's MGET, so the stale row is never cached; a write that committed before the
+ * snapshot is in the row.  Ids in keys are lower-cased so every spelling of a UUID meets
+ * the same keys.
+ */
+#define FI_CACHE_TTL_S 300
+
+/* One bond's cached pricing inputs, in the call's arena. */
+typedef struct fi_cached {
+    FixedIncome__V1__Bond *bond;
+    FixedIncome__V1__BondQuote *latest; /* the latest quote, NULL when the bond has none */
+} fi_cached;
+
+/*
+ * Bumps bond |id|'s generation and deletes its entry, in one script.  |cb| (may be NULL)
+ * runs once, later, as for fsr_redis_command().  Returns 0, or FSR_E_CLOSED when the
+ * service has no Redis or it is unreachable (|cb| then never runs), or another
+ * fsr_redis_command() error.
+ */
+int fi_cache_invalidate(fsr_call *call, const char *id, fsr_redis_cb cb, void *arg);
+
+/*
+ * MGET of the entries of the |n| bonds |ids|, then their generations: the reply is an
+ * array of 2 * |n| elements (entry i, then generation i at |n| + i; nil when absent).
+ * Same contract as fsr_redis_command().
+ */
+int fi_cache_get(fsr_call *call, const char *const *ids, size_t n, fsr_redis_cb cb, void *arg);
+
+/*
+ * Decodes entry |s| (|len| bytes, from fi_cache_get()'s reply) into |out|, allocated in the
+ * call's arena.  Returns 0, or -1 for a malformed entry (treat as a miss).
+ */
+int fi_cache_decode(fsr_call *call, const char *s, size_t len, fi_cached *out);
+
+/*
+ * Caches the entries |e| of |n| bonds (ids from their Bond), each only if its generation is
+ * still |gens|[i] ("" = the generation was absent), fire and forget.  Failures are logged.
+ */
+void fi_cache_fill(fsr_call *call, const fi_cached *e, const char *const *gens, size_t n);
 
 /* analytics.c: prices and risk, stateless and of stored bonds. */
 void fi_bond_analytics(fsr_call *call, const FixedIncome__V1__BondAnalyticsRequest *req);

@@ -3,10 +3,11 @@
  * Daily bond quotes: UpsertQuotes and ListQuotes over Postgres.
  *
  * A clean price travels as a decimal string and is stored as NUMERIC from that text; a yield
- * is a decimal string stored as a double (an analytics input).  A write invalidates the
- * cached latest quote (DEL fi:quote:<id>) before the call is answered and publishes
- * bond.updated {"id","from","to"} on the shared Redis after the commit; a Redis failure is
- * only logged (the cache has a TTL, events are best effort).
+ * is a decimal string stored as a double (an analytics input).  After the commit a write
+ * invalidates the cached bond (fi_cache_invalidate(): bumps fi:qgen:<id>, deletes
+ * fi:quote:<id>) before the call is answered, and publishes bond.updated {"id","from","to"}
+ * on the shared Redis; a Redis failure is only logged (the cache has a TTL, events are best
+ * effort).
  */
 #include "fixed_income.h"
 
@@ -140,11 +141,12 @@ static void on_upserted(const fsr_pg_result *res, void *arg)
     op->resp->latest_date = fsr_pg_col_dup(op->call, res, 0, 1);
     FSR_INFO("bond %s: %d quotes upserted (%s..%s)", op->id, op->resp->upserted, op->from, op->to);
     fi_publish_updated(op->call, op->id, op->from, op->to);
-    /* Answer once the cached quote is gone, so a following read sees the new one. */
-    fsr_redis *cache = fsr_app_ctx_of(op->call)->redis;
-    int rv = cache != NULL
-                 ? fsr_redis_command(cache, on_quote_invalidated, op, "DEL fi:quote:%s", op->id)
-                 : FSR_E_CLOSED;
+    /*
+     * Answer once the cached quote is gone (and its generation bumped, so a reader that read
+     * Postgres before this commit cannot cache the old quote back), so a following read sees
+     * the new one.
+     */
+    int rv = fi_cache_invalidate(op->call, op->id, on_quote_invalidated, op);
     if (rv != 0) {
         FSR_WARN("invalidate quote of bond %s: %s", op->id, fsr_strerror(rv));
         fixed_income_v1_fixed_income_service_upsert_quotes_reply(op->call, op->resp);

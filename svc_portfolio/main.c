@@ -23,6 +23,8 @@ int main(int argc, char **argv)
         .shared_redis = true,
         .migrations = pf_migrations,
         .register_services = pf_register_services,
+        .thread_init = pf_thread_init,
+        .thread_dispose = pf_thread_dispose,
     };
     fsr_app_config c = cfg;
     c.n_migrations = pf_migrations_count;

@@ -1,5 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* The portfolios resource: CreatePortfolio, GetPortfolio and ListPortfolios over Postgres. */
+/*
+ * The portfolios resource: CreatePortfolio, GetPortfolio, ListPortfolios, UpdatePortfolio and
+ * DeletePortfolio over Postgres, and the helpers every portfolio write shares (error
+ * mapping of the PF SQLSTATEs, If-Match).  The writes themselves are PL/pgSQL functions
+ * (sql/005_portfolio_writes.sql: why there), run through pf_write_run() (idempotency.c).
+ */
 #include "portfolio.h"
 
 #include <math.h>
@@ -16,6 +21,7 @@
 #include "fsr/validate.h"
 
 #include "portfolio_v1.fsr.h"
+#include "google/protobuf/empty.pb-c.h"
 
 /* Limits of a portfolio. */
 #define PF_NAME_MAX    200
@@ -24,16 +30,8 @@
 /* Tolerance for weights that must sum to (at most) 1, as doubles from JSON rarely add up. */
 #define PF_WEIGHT_EPS 1e-9
 
-/* Timestamps as RFC 3339 UTC, whatever the session's DateStyle and TimeZone. */
-#define PF_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-
-/*
- * Every query returns these columns, in this order (see pf_from_row()).  cash travels as
- * text (exact); created_at (microseconds, UTC) doubles as the list cursor.
- */
-#define PF_COLS                                                                                    \
-    "id, coalesce(client_id::text, ''), name, base_currency, cash::text, targets::text, "          \
-    "coalesce(benchmark::text, ''), version, " PF_TS("created_at") ", " PF_TS("updated_at")
+/* Every query returns PF_PORTFOLIO_COLS (portfolio.h), in this order. */
+#define PF_COLS PF_PORTFOLIO_COLS
 enum {
     COL_ID,
     COL_CLIENT_ID,
@@ -43,23 +41,31 @@ enum {
     COL_TARGETS,
     COL_BENCHMARK,
     COL_VERSION,
+    COL_ALLOW_NEGATIVE,
     COL_CREATED_AT,
     COL_UPDATED_AT,
     COL_COUNT
 };
 
-static const fsr_pg_stmt pf_insert = {
-    "pf_insert",
-    "INSERT INTO portfolios (client_id, name, base_currency, cash, targets, benchmark)"
-    " VALUES ($1::uuid, $2, $3, $4::numeric, $5::jsonb, $6::jsonb) RETURNING " PF_COLS,
+/*
+ * The row, the opening DEPOSIT (non-zero cash: cash is derivable from the ledger) and the
+ * audit row, in one statement (sql/005_portfolio_writes.sql).
+ */
+static const fsr_pg_stmt pf_create = {
+    "pf_create",
+    "SELECT " PF_COLS " FROM pf_portfolio_create($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb,"
+    " $7::boolean, $8, $9)",
 };
 
-/* The audit row of a create; detail repeats what was created (cash as its exact text). */
-static const fsr_pg_stmt pf_audit_create = {
-    "pf_audit_create",
-    "INSERT INTO audit_log (actor, request_id, action, entity, entity_id, detail)"
-    " VALUES ($1, $2, 'portfolio.create', 'portfolio', $3, jsonb_build_object('name', $4::text,"
-    " 'baseCurrency', $5::text, 'cash', $6::text, 'version', 1))",
+static const fsr_pg_stmt pf_update = {
+    "pf_update",
+    "SELECT " PF_COLS " FROM pf_portfolio_update($1::uuid, $2::uuid, $3::integer, $4, $5, $6,"
+    " $7::jsonb, $8::jsonb, $9::boolean, $10::boolean)",
+};
+
+static const fsr_pg_stmt pf_delete = {
+    "pf_delete",
+    "SELECT pf_portfolio_delete($1::uuid, $2::uuid, $3::integer, $4, $5)",
 };
 
 /* Another client's portfolio is NOT_FOUND, exactly like a missing one (portfolio.proto). */
@@ -101,12 +107,7 @@ static int merge_json(fsr_call *call, Portfolio__V1__Portfolio *p, const char *f
     return 0;
 }
 
-/*
- * Copies row |row| (PF_COLS) into a new Portfolio in the call's arena: the result is only
- * valid during the callback.  NULL if the row is not what the query promised (or its stored
- * JSON no longer parses).
- */
-static Portfolio__V1__Portfolio *pf_from_row(fsr_call *call, const fsr_pg_result *res, int row)
+Portfolio__V1__Portfolio *pf_portfolio_from_row(fsr_call *call, const fsr_pg_result *res, int row)
 {
     if (fsr_pg_result_cols(res) != COL_COUNT)
         return NULL;
@@ -120,6 +121,7 @@ static Portfolio__V1__Portfolio *pf_from_row(fsr_call *call, const fsr_pg_result
     p->version = (int32_t)strtol(fsr_pg_result_getvalue(res, row, COL_VERSION), NULL, 10);
     p->created_at = fsr_timestamp_from_pg(call, fsr_pg_result_getvalue(res, row, COL_CREATED_AT));
     p->updated_at = fsr_timestamp_from_pg(call, fsr_pg_result_getvalue(res, row, COL_UPDATED_AT));
+    p->allow_negative = strcmp(fsr_pg_result_getvalue(res, row, COL_ALLOW_NEGATIVE), "t") == 0;
     if (p->created_at == NULL || p->updated_at == NULL)
         return NULL;
     if (merge_json(call, p, "targets", res, row, COL_TARGETS) != 0)
@@ -131,27 +133,133 @@ static Portfolio__V1__Portfolio *pf_from_row(fsr_call *call, const fsr_pg_result
     return p;
 }
 
-static void fail_db(fsr_call *call, const fsr_pg_result *res, const char *what)
+/* The PF SQLSTATEs of sql/005_portfolio_writes.sql and the codes they stand for. */
+static const struct {
+    char sqlstate[6];
+    fsr_code code;
+} pf_states[] = {
+    { "PF404", FSR_NOT_FOUND },           { "PF409", FSR_ALREADY_EXISTS },
+    { "PF412", FSR_FAILED_PRECONDITION }, { "PF400", FSR_FAILED_PRECONDITION },
+    { "PF422", FSR_INVALID_ARGUMENT },    { "PF499", FSR_ABORTED },
+};
+
+/*
+ * The message a PF function raised, out of libpq's one-line error text, e.g.
+ * "ERROR:  version mismatch: ...  CONTEXT:  PL/pgSQL function ...".  The severity word and
+ * "CONTEXT" may be translated (lc_messages), so the cut is made at the ":  " separators
+ * (two spaces, which our messages never contain) rather than at the English words.
+ */
+static char *raised_message(fsr_call *call, const char *text)
+{
+    const char *start = strstr(text, ":  ");
+    start = start != NULL ? start + 3 : text;
+    const char *end = strstr(start, ":  ");
+    if (end != NULL) {
+        while (end > start && end[-1] != ' ') /* back over the next label ("CONTEXT") */
+            end--;
+        while (end > start && end[-1] == ' ')
+            end--;
+    } else {
+        end = start + strlen(start);
+    }
+    return fsr_arena_strndup(fsr_call_arena(call), start, (size_t)(end - start));
+}
+
+void pf_fail_db(fsr_call *call, const fsr_pg_result *res, const char *what)
 {
     int st = fsr_pg_result_status(res);
-    if (st == FSR_E_DB)
-        FSR_ERROR("%s: SQLSTATE %s: %s", what, fsr_pg_result_sqlstate(res),
-                  fsr_pg_result_message(res));
+    const char *state = fsr_pg_result_sqlstate(res);
+    if (st == FSR_E_DB) {
+        for (size_t i = 0; i < FSR_ARRAY_SIZE(pf_states); i++) {
+            if (strcmp(state, pf_states[i].sqlstate) != 0)
+                continue;
+            char *msg = raised_message(call, fsr_pg_result_message(res));
+            char *sep = strstr(msg, ": ");
+            if (pf_states[i].code == FSR_INVALID_ARGUMENT && sep != NULL) {
+                *sep = '\0';
+                fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, msg, "%s", sep + 2);
+            } else {
+                fsr_call_fail(call, pf_states[i].code, "%s", msg);
+            }
+            return;
+        }
+        FSR_ERROR("%s: SQLSTATE %s: %s", what, state, fsr_pg_result_message(res));
+    }
     fsr_call_fail_err(call, st, what);
 }
 
-static void fail_shape(fsr_call *call, const char *what)
+void pf_fail_shape(fsr_call *call, const char *what)
 {
     FSR_ERROR("%s: unexpected result shape", what);
     fsr_call_fail(call, FSR_INTERNAL, "internal error");
 }
 
-static fsr_pg_pool *pool_of(fsr_call *call)
+fsr_pg_pool *pf_pool(fsr_call *call)
 {
     fsr_pg_pool *pool = fsr_app_ctx_of(call)->pg;
     if (pool == NULL)
         fsr_call_fail(call, FSR_UNAVAILABLE, "the portfolio database is unavailable");
     return pool;
+}
+
+/*
+ * If-Match carries an entity tag; ours is the version.  Accepted: 3, "3" and the weak W/"3"
+ * (the versions are exact either way), surrounded by blanks.  Returns the version, or -1.
+ */
+static int32_t parse_if_match(const char *v, size_t len)
+{
+    const char *p = v, *end = v + len;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if (end - p >= 2 && p[0] == 'W' && p[1] == '/')
+        p += 2;
+    if (end - p >= 2 && *p == '"' && end[-1] == '"') {
+        p++;
+        end--;
+    }
+    if (p == end || end - p > 9)
+        return -1;
+    int32_t n = 0;
+    for (; p < end; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        n = n * 10 + (*p - '0');
+    }
+    return n >= 1 ? n : -1;
+}
+
+int pf_version_resolve(fsr_call *call, int32_t body_version, bool required, int32_t *out)
+{
+    if (body_version < 0) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "version", "must be >= 1");
+        return -1;
+    }
+    size_t len = 0;
+    const char *im = fsr_call_metadata(call, "if-match", &len);
+    int32_t header = 0;
+    if (im != NULL) {
+        header = parse_if_match(im, len);
+        if (header < 0) {
+            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "If-Match",
+                                "must be the portfolio's version, like \"3\"");
+            return -1;
+        }
+    }
+    if (body_version != 0 && header != 0 && body_version != header) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "version", "is %d but If-Match says %d",
+                            body_version, header);
+        return -1;
+    }
+    int32_t v = body_version != 0 ? body_version : header;
+    if (required && v == 0) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "version",
+                            "is required: the portfolio's current version (or If-Match)");
+        return -1;
+    }
+    *out = v;
+    return 0;
 }
 
 /* A malloc()ed JSON text moved into the call's arena (NULL stays NULL). */
@@ -201,16 +309,16 @@ static bool is_class(Common__V1__AssetClass__Value c)
  * asset-class targets name only a class.  Each weight is in [0, 1], nothing is targeted
  * twice and the weights sum to at most 1 (the rest is cash).  Returns -1 after failing.
  */
-static int check_targets(fsr_call *call, const Portfolio__V1__CreatePortfolioRequest *req)
+static int check_targets(fsr_call *call, Portfolio__V1__Target *const *targets, size_t n_targets)
 {
-    if (req->n_targets > PF_TARGETS_MAX) {
+    if (n_targets > PF_TARGETS_MAX) {
         fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "targets", "at most %d targets allowed",
                             PF_TARGETS_MAX);
         return -1;
     }
     double sum = 0.0;
-    for (size_t i = 0; i < req->n_targets; i++) {
-        const Portfolio__V1__Target *t = req->targets[i];
+    for (size_t i = 0; i < n_targets; i++) {
+        const Portfolio__V1__Target *t = targets[i];
         if (!weight_ok(t->weight)) {
             FAIL_AT(call, "targets[%zu].weight", i, "must be in [0, 1]");
             return -1;
@@ -244,7 +352,7 @@ static int check_targets(fsr_call *call, const Portfolio__V1__CreatePortfolioReq
             }
         }
         for (size_t j = 0; j < i; j++) {
-            const Portfolio__V1__Target *u = req->targets[j];
+            const Portfolio__V1__Target *u = targets[j];
             bool same =
                 is_instrument(t->instrument_type)
                     ? u->instrument_type == t->instrument_type &&
@@ -323,89 +431,67 @@ static int check_benchmark(fsr_call *call, const Portfolio__V1__Benchmark *b)
 
 /* ---- CreatePortfolio ---------------------------------------------------------------- */
 
-/*
- * The portfolio row and its audit row are written in one transaction: BEGIN, INSERT
- * portfolio, INSERT audit_log, COMMIT, each step in the previous one's callback.  Any
- * failure rolls back, so neither row exists without the other.
- */
+/* Name: required on create, optional (but then not empty) on update. */
+static int check_name(fsr_call *call, const char *name)
+{
+    const char *why = NULL;
+    if (name[0] == '\0') {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "name", "is required");
+        return -1;
+    }
+    if (fsr_text_check(name, PF_NAME_MAX, true, &why) != 0) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "name", "%s", why);
+        return -1;
+    }
+    return 0;
+}
+
+/* The targets (field "targets" of |msg|) as their stored proto3 JSON, in the arena. */
+static const char *targets_json(fsr_call *call, const ProtobufCMessage *msg)
+{
+    char *json = NULL;
+    fsr_json_error jerr;
+    if (fsr_pb_field_to_json(msg, "targets", NULL, &json, NULL, &jerr) != 0) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "targets", "%s", jerr.message);
+        return NULL;
+    }
+    return json_to_arena(call, json);
+}
+
+static const char *benchmark_json(fsr_call *call, const Portfolio__V1__Benchmark *b)
+{
+    char *json = NULL;
+    fsr_json_error jerr;
+    if (fsr_pb_to_json(&b->base, NULL, &json, NULL, &jerr) != 0) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "benchmark", "%s", jerr.message);
+        return NULL;
+    }
+    return json_to_arena(call, json);
+}
+
+static ProtobufCMessage *build_portfolio(fsr_call *call, const fsr_pg_result *res, void *arg)
+{
+    (void)arg;
+    Portfolio__V1__Portfolio *p =
+        fsr_pg_result_rows(res) == 1 ? pf_portfolio_from_row(call, res, 0) : NULL;
+    return p != NULL ? &p->base : NULL;
+}
+
 typedef struct create_op {
-    fsr_call *call;
-    fsr_pg_conn *conn; /* pinned between BEGIN and COMMIT/ROLLBACK */
-    const char *caller;
-    const char *values[6];
-    Portfolio__V1__Portfolio *p;
+    const char *values[9];
 } create_op;
 
-static void create_abort(create_op *op)
-{
-    fsr_pg_tx_rollback(op->conn, NULL, NULL);
-    op->conn = NULL;
-}
-
-static void on_create_committed(const fsr_pg_result *res, void *arg)
+static void run_create(fsr_call *call, pf_idem *idem, void *arg)
 {
     create_op *op = arg;
-    if (fsr_pg_result_status(res) != 0) {
-        fail_db(op->call, res, "create portfolio: commit");
-        return;
-    }
-    FSR_INFO("portfolio %s created", op->p->id);
-    portfolio_v1_portfolio_service_create_portfolio_reply(op->call, op->p);
-}
-
-static void on_create_audited(const fsr_pg_result *res, void *arg)
-{
-    create_op *op = arg;
-    if (fsr_pg_result_status(res) != 0) {
-        create_abort(op);
-        fail_db(op->call, res, "create portfolio: audit");
-        return;
-    }
-    fsr_pg_conn *conn = op->conn;
-    op->conn = NULL;
-    int rv = fsr_pg_tx_commit(conn, on_create_committed, op);
-    if (rv != 0)
-        fsr_call_fail_err(op->call, rv, "create portfolio: commit");
-}
-
-static void on_create_inserted(const fsr_pg_result *res, void *arg)
-{
-    create_op *op = arg;
-    if (fsr_pg_result_status(res) != 0) {
-        create_abort(op);
-        fail_db(op->call, res, "create portfolio");
-        return;
-    }
-    op->p = fsr_pg_result_rows(res) == 1 ? pf_from_row(op->call, res, 0) : NULL;
-    if (op->p == NULL) {
-        create_abort(op);
-        fail_shape(op->call, "create portfolio");
-        return;
-    }
-    const char *audit[6] = {
-        op->caller,  fsr_call_request_id(op->call), op->p->id,
-        op->p->name, op->p->base_currency,          op->p->cash,
+    pf_write w = {
+        .stmt = &pf_create,
+        .nparams = 9,
+        .values = op->values,
+        .build = build_portfolio,
+        .what = "create portfolio",
     };
-    int rv = fsr_pg_conn_query(op->conn, &pf_audit_create, 6, audit, on_create_audited, op);
-    if (rv != 0) {
-        create_abort(op);
-        fsr_call_fail_err(op->call, rv, "create portfolio: audit");
-    }
-}
-
-static void on_create_begun(fsr_pg_conn *conn, int status, void *arg)
-{
-    create_op *op = arg;
-    if (status != 0) {
-        fsr_call_fail_err(op->call, status, "create portfolio: begin");
-        return;
-    }
-    op->conn = conn;
-    int rv = fsr_pg_conn_query(conn, &pf_insert, 6, op->values, on_create_inserted, op);
-    if (rv != 0) {
-        create_abort(op);
-        fsr_call_fail_err(op->call, rv, "create portfolio");
-    }
+    pf_write_run(call, idem, &w);
 }
 
 void pf_create_portfolio(fsr_call *call, const Portfolio__V1__CreatePortfolioRequest *req)
@@ -415,14 +501,8 @@ void pf_create_portfolio(fsr_call *call, const Portfolio__V1__CreatePortfolioReq
         return;
 
     const char *why = NULL;
-    if (req->name[0] == '\0') {
-        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "name", "is required");
+    if (check_name(call, req->name) != 0)
         return;
-    }
-    if (fsr_text_check(req->name, PF_NAME_MAX, true, &why) != 0) {
-        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "name", "%s", why);
-        return;
-    }
     const char *ccy = req->base_currency;
     if (ccy[0] == '\0') {
         fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "baseCurrency", "is required");
@@ -445,44 +525,141 @@ void pf_create_portfolio(fsr_call *call, const Portfolio__V1__CreatePortfolioReq
         fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "cash", "must be >= 0");
         return;
     }
-    if (check_targets(call, req) != 0)
+    if (check_targets(call, req->targets, req->n_targets) != 0)
         return;
     if (req->benchmark != NULL && check_benchmark(call, req->benchmark) != 0)
         return;
 
     /* Targets and benchmark are stored as their proto3 JSON. */
-    char *json = NULL;
-    fsr_json_error jerr;
-    if (fsr_pb_field_to_json(&req->base, "targets", NULL, &json, NULL, &jerr) != 0) {
-        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "targets", "%s", jerr.message);
+    const char *targets = targets_json(call, &req->base);
+    if (targets == NULL)
         return;
-    }
-    const char *targets_json = json_to_arena(call, json);
-    const char *bench_json = NULL;
-    if (req->benchmark != NULL) {
-        json = NULL;
-        if (fsr_pb_to_json(&req->benchmark->base, NULL, &json, NULL, &jerr) != 0) {
-            fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "benchmark", "%s", jerr.message);
-            return;
-        }
-        bench_json = json_to_arena(call, json);
-    }
+    const char *bench = NULL;
+    if (req->benchmark != NULL && (bench = benchmark_json(call, req->benchmark)) == NULL)
+        return;
 
-    fsr_pg_pool *pool = pool_of(call);
-    if (pool == NULL)
-        return;
     create_op *op = fsr_call_alloc(call, sizeof(*op));
-    op->call = call;
-    op->caller = who.client_id;
-    op->values[0] = who.client_id;
-    op->values[1] = req->name;
-    op->values[2] = ccy;
-    op->values[3] = cash;
-    op->values[4] = targets_json;
-    op->values[5] = bench_json;
-    int rv = fsr_pg_tx_begin(pool, on_create_begun, op);
-    if (rv != 0)
-        fsr_call_fail_err(call, rv, "create portfolio: begin");
+    const char *values[9] = {
+        who.client_id,
+        req->name,
+        ccy,
+        cash,
+        targets,
+        bench,
+        req->allow_negative ? "true" : "false",
+        who.client_id,
+        fsr_call_request_id(call),
+    };
+    memcpy(op->values, values, sizeof(values));
+    pf_idem_begin(call, &who, &req->base, &portfolio__v1__portfolio__descriptor, run_create, op);
+}
+
+/* ---- UpdatePortfolio ---------------------------------------------------------------- */
+
+/*
+ * Only the fields given change: name, targets (replaced when non-empty; clear_targets
+ * empties them), benchmark (replaced when set; clear_benchmark removes it), allow_negative.
+ * The version is required and checked under the row lock by pf_portfolio_update().
+ */
+void pf_update_portfolio(fsr_call *call, const Portfolio__V1__UpdatePortfolioRequest *req)
+{
+    fsr_caller who;
+    if (fsr_caller_of(call, &who) != 0)
+        return;
+    if (fsr_check_uuid(call, "id", req->id) != 0)
+        return;
+    int32_t version = 0;
+    if (pf_version_resolve(call, req->version, true, &version) != 0)
+        return;
+    if (req->name != NULL && check_name(call, req->name->value) != 0)
+        return;
+    if (req->clear_targets && req->n_targets > 0) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "targets",
+                            "must be empty with clearTargets");
+        return;
+    }
+    if (req->clear_benchmark && req->benchmark != NULL) {
+        fsr_call_fail_field(call, FSR_INVALID_ARGUMENT, "benchmark",
+                            "must be absent with clearBenchmark");
+        return;
+    }
+    if (check_targets(call, req->targets, req->n_targets) != 0)
+        return;
+    if (req->benchmark != NULL && check_benchmark(call, req->benchmark) != 0)
+        return;
+    if (req->name == NULL && req->n_targets == 0 && !req->clear_targets && req->benchmark == NULL &&
+        !req->clear_benchmark && req->allow_negative == NULL) {
+        fsr_call_fail(call, FSR_INVALID_ARGUMENT,
+                      "nothing to update: give name, targets, clearTargets, benchmark, "
+                      "clearBenchmark or allowNegative");
+        return;
+    }
+    const char *targets = NULL;
+    if (req->n_targets > 0 && (targets = targets_json(call, &req->base)) == NULL)
+        return;
+    if (req->clear_targets)
+        targets = "[]";
+    const char *bench = NULL;
+    if (req->benchmark != NULL && (bench = benchmark_json(call, req->benchmark)) == NULL)
+        return;
+
+    const char **values = fsr_call_alloc(call, sizeof(*values) * 10);
+    values[0] = req->id;
+    values[1] = fsr_caller_scope(&who);
+    values[2] = fsr_call_printf(call, "%d", version);
+    values[3] = who.client_id;
+    values[4] = fsr_call_request_id(call);
+    values[5] = req->name != NULL ? req->name->value : NULL;
+    values[6] = targets;
+    values[7] = bench;
+    values[8] = req->clear_benchmark ? "true" : "false";
+    values[9] = req->allow_negative == NULL ? NULL : req->allow_negative->value ? "true" : "false";
+    pf_write w = {
+        .stmt = &pf_update,
+        .nparams = 10,
+        .values = values,
+        .build = build_portfolio,
+        .what = "update portfolio",
+    };
+    pf_write_run(call, NULL, &w);
+}
+
+/* ---- DeletePortfolio ---------------------------------------------------------------- */
+
+static ProtobufCMessage *build_empty(fsr_call *call, const fsr_pg_result *res, void *arg)
+{
+    (void)arg;
+    if (fsr_pg_result_rows(res) != 1)
+        return NULL;
+    Google__Protobuf__Empty *e = fsr_call_alloc(call, sizeof(*e));
+    google__protobuf__empty__init(e);
+    return &e->base;
+}
+
+void pf_delete_portfolio(fsr_call *call, const Portfolio__V1__DeletePortfolioRequest *req)
+{
+    fsr_caller who;
+    if (fsr_caller_of(call, &who) != 0)
+        return;
+    if (fsr_check_uuid(call, "id", req->id) != 0)
+        return;
+    int32_t version = 0;
+    if (pf_version_resolve(call, req->version, true, &version) != 0)
+        return;
+    const char **values = fsr_call_alloc(call, sizeof(*values) * 5);
+    values[0] = req->id;
+    values[1] = fsr_caller_scope(&who);
+    values[2] = fsr_call_printf(call, "%d", version);
+    values[3] = who.client_id;
+    values[4] = fsr_call_request_id(call);
+    pf_write w = {
+        .stmt = &pf_delete,
+        .nparams = 5,
+        .values = values,
+        .build = build_empty,
+        .what = "delete portfolio",
+    };
+    pf_write_run(call, NULL, &w);
 }
 
 /* ---- GetPortfolio ------------------------------------------------------------------- */
@@ -496,16 +673,16 @@ static void on_got(const fsr_pg_result *res, void *arg)
 {
     get_op *op = arg;
     if (fsr_pg_result_status(res) != 0) {
-        fail_db(op->call, res, "get portfolio");
+        pf_fail_db(op->call, res, "get portfolio");
         return;
     }
     if (fsr_pg_result_rows(res) == 0) {
         fsr_call_fail(op->call, FSR_NOT_FOUND, "portfolio %s not found", op->id);
         return;
     }
-    Portfolio__V1__Portfolio *p = pf_from_row(op->call, res, 0);
+    Portfolio__V1__Portfolio *p = pf_portfolio_from_row(op->call, res, 0);
     if (p == NULL) {
-        fail_shape(op->call, "get portfolio");
+        pf_fail_shape(op->call, "get portfolio");
         return;
     }
     portfolio_v1_portfolio_service_get_portfolio_reply(op->call, p);
@@ -518,7 +695,7 @@ void pf_get_portfolio(fsr_call *call, const Portfolio__V1__GetPortfolioRequest *
         return;
     if (fsr_check_uuid(call, "id", req->id) != 0)
         return;
-    fsr_pg_pool *pool = pool_of(call);
+    fsr_pg_pool *pool = pf_pool(call);
     if (pool == NULL)
         return;
     get_op *op = fsr_call_alloc(call, sizeof(*op));
@@ -542,7 +719,7 @@ static void on_listed(const fsr_pg_result *res, void *arg)
     list_op *op = arg;
     fsr_call *call = op->call;
     if (fsr_pg_result_status(res) != 0) {
-        fail_db(call, res, "list portfolios");
+        pf_fail_db(call, res, "list portfolios");
         return;
     }
     int rows = fsr_pg_result_rows(res);
@@ -555,9 +732,9 @@ static void on_listed(const fsr_pg_result *res, void *arg)
     resp->portfolios =
         fsr_call_alloc(call, sizeof(*resp->portfolios) * (size_t)(rows > 0 ? rows : 1));
     for (int i = 0; i < rows; i++) {
-        Portfolio__V1__Portfolio *p = pf_from_row(call, res, i);
+        Portfolio__V1__Portfolio *p = pf_portfolio_from_row(call, res, i);
         if (p == NULL) {
-            fail_shape(call, "list portfolios");
+            pf_fail_shape(call, "list portfolios");
             return;
         }
         resp->portfolios[i] = p;
@@ -571,7 +748,7 @@ static void on_listed(const fsr_pg_result *res, void *arg)
         };
         resp->next_page_token = fsr_page_token_encode(fsr_call_arena(call), cursor, 2);
         if (resp->next_page_token == NULL) {
-            fail_shape(call, "list portfolios");
+            pf_fail_shape(call, "list portfolios");
             return;
         }
     }
@@ -605,7 +782,7 @@ void pf_list_portfolios(fsr_call *call, const Portfolio__V1__ListPortfoliosReque
         }
     }
 
-    fsr_pg_pool *pool = pool_of(call);
+    fsr_pg_pool *pool = pf_pool(call);
     if (pool == NULL)
         return;
     list_op *op = fsr_call_alloc(call, sizeof(*op));

@@ -79,6 +79,8 @@ struct wk_job {
     uint32_t delay_ms; /* failed, not dead: the retry's backoff */
     struct event *timer;
     int64_t t_start_us;
+    wk_job_commit_cb on_commit; /* wk_job_on_commit(): runs after a committed success */
+    void *on_commit_arg;
     fsr_arena arena;
 };
 
@@ -610,6 +612,8 @@ static void on_group_commit(const fsr_pg_result *res, void *arg)
         if (!j->owned || !j->finished)
             continue;
         count_committed(j);
+        if (j->ok && j->on_commit != NULL)
+            j->on_commit(j, j->on_commit_arg);
         if (j->ok)
             settle_ack(&s, j);
         else if (j->attempt >= j->max_attempts)
@@ -815,6 +819,12 @@ fsr_app_ctx *wk_job_ctx(const wk_job *job)
 void *wk_job_alloc(wk_job *job, size_t n)
 {
     return fsr_arena_calloc(&job->arena, n);
+}
+
+void wk_job_on_commit(wk_job *job, wk_job_commit_cb cb, void *arg)
+{
+    job->on_commit = cb;
+    job->on_commit_arg = arg;
 }
 
 /* Opens the job's savepoint before its first statement. */

@@ -17,6 +17,7 @@
  * timeout.
  */
 #include "engine_int.h"
+#include "ops.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -693,6 +694,8 @@ void *wk_thread_init(fsr_app_ctx *ctx)
             FSR_ERROR("cannot create the Redis client for blocking reads");
     }
     ensure_group(t);
+    if (t->index == 0)
+        wk_ops_start(ctx, t->consumer); /* the schedule, dead consumers (scheduler.c) */
     return t;
 }
 
@@ -702,6 +705,8 @@ void wk_thread_dispose(fsr_app_ctx *ctx)
     if (t == NULL)
         return;
     t->stopping = true;
+    if (t->index == 0)
+        wk_ops_stop();
     struct event *timers[] = { t->ev_fetch, t->ev_claim, t->ev_mover,
                                t->ev_sweep, t->ev_stats, t->ev_group };
     for (size_t i = 0; i < FSR_ARRAY_SIZE(timers); i++)
@@ -722,6 +727,8 @@ void wk_thread_dispose(fsr_app_ctx *ctx)
             FSR_INFO("all jobs in flight finished");
     }
     t->closing = true;
+    if (t->index == 0)
+        wk_ops_close();
     for (size_t i = 0; i < FSR_ARRAY_SIZE(timers); i++)
         event_free(timers[i]);
     event_free(t->ev_stop);

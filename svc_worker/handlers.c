@@ -4,6 +4,7 @@
  * redis' command table.  A new job type is one handler and one row here.
  */
 #include "worker.h"
+#include "ops.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,10 +110,14 @@ static void wk_test_effect(wk_job *job)
 
 /* clang-format off */
 const wk_job_type wk_job_types[] = {
-    /* name            handler          attempts  timeout   flags */
-    { "noop",          wk_noop,         3,        1000,     WK_T_BATCH },
-    { "test.fail",     wk_test_fail,    3,        1000,     WK_T_BATCH | WK_T_TEST },
-    { "test.effect",   wk_test_effect,  5,        10000,    WK_T_BATCH | WK_T_TEST },
+    /* name                   handler              attempts  timeout   flags */
+    { "noop",                 wk_noop,             3,        1000,     WK_T_BATCH },
+    { "test.fail",            wk_test_fail,        3,        1000,     WK_T_BATCH | WK_T_TEST },
+    { "test.effect",          wk_test_effect,      5,        10000,    WK_T_BATCH | WK_T_TEST },
+    { "equity.import_prices", wk_eq_import_prices, 3,        60000,    0 },
+    /* scheduled daily (scheduler.c); ops.h */
+    { "fi.eod_reprice",       wk_fi_eod_reprice,   3,        15000,    0 },
+    { "pf.idempotency_cleanup", wk_pf_idempotency_cleanup, 3,  15000,    0 },
 };
 /* clang-format on */
 const size_t wk_job_types_count = FSR_ARRAY_SIZE(wk_job_types);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine_int.h"
+#include "ops.h"
 
 #include "fsr/config.h"
 
@@ -64,6 +65,11 @@ static void usage(FILE *out)
             "(1024), WORKER_BLOCK_MS (2s), WORKER_RETRY_POLL_MS (250ms),\n"
             "WORKER_SWEEP_INTERVAL_MS (30s), WORKER_REQUEUE_AFTER_MS (10m; 0 = off),\n"
             "WORKER_STATS_INTERVAL_MS (2s), SHUTDOWN_GRACE_MS (10s), WORKER_TEST_JOBS (false).\n"
+            "Schedule and upkeep: WORKER_SCHEDULE (built-in daily entries of the queue;\n"
+            "\"off\"; or \"[name=]type@HH:MM UTC|every <N>s\", ...), WORKER_SCHEDULE_<NAME>,\n"
+            "WORKER_SCHEDULE_TICK_MS (1s), WORKER_SCHEDULE_LOCK_TTL_MS (30s),\n"
+            "WORKER_CONSUMER_IDLE_MS (1h; 0 = off), WORKER_CONSUMER_GC_INTERVAL_MS (5m),\n"
+            "WORKER_IDEMPOTENCY_RETENTION_MS (24h).  See svc_worker/README.md.\n"
             "See docs/ARCHITECTURE.md (Jobs).\n");
 }
 
@@ -107,6 +113,12 @@ int main(int argc, char **argv)
         return 2;
     }
     wk_cfg.queue = q;
+    /* The schedule and the other operations' settings (scheduler.c; needs the queue). */
+    if (wk_ops_config_load(err, sizeof(err)) != 0) {
+        fprintf(stderr, "fsr-worker: configuration: %s\n", err);
+        free(rest);
+        return 2;
+    }
     if (wk_cfg.dead_stream == NULL || wk_cfg.dead_stream[0] == '\0') {
         snprintf(wk_dead_default, sizeof(wk_dead_default), "%s:dead", q->stream);
         wk_cfg.dead_stream = wk_dead_default;
@@ -136,7 +148,8 @@ int main(int argc, char **argv)
         .default_db_port = q->default_db_port,
         .default_db = q->default_db,
         .default_redis_port = q->default_redis_port,
-        .shared_redis = false,
+        /* Equity jobs publish price.updated (eq_import.c) on the shared Redis. */
+        .shared_redis = q->id == FSR_JOB_QUEUE_EQUITY,
         /* The service owns and migrates its schema (jobs included); the worker connects. */
         .migrations = NULL,
         .n_migrations = 0,

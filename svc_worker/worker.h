@@ -102,6 +102,9 @@ extern const wk_job_type wk_job_types[];
 extern const size_t wk_job_types_count;
 extern const wk_job_type wk_unknown_job_type;
 
+/* eq_import.c: equity.import_prices, the CSV import of svc_equity's ImportPrices. */
+void wk_eq_import_prices(wk_job *job);
+
 /* The table row for |name| (WK_T_TEST rows only with WORKER_TEST_JOBS), or NULL. */
 const wk_job_type *wk_job_type_find(const char *name);
 
@@ -141,6 +144,19 @@ int wk_job_exec(wk_job *job, const char *sql, int nparams, const char *const *va
  */
 void wk_job_succeed(wk_job *job, const char *result_json);
 void wk_job_fail(wk_job *job, const char *error);
+
+/*
+ * Registers |cb| to run once, on the loop, right after the transaction holding the job's
+ * effects and its SUCCEEDED state committed: for effects outside the database that must not
+ * be seen before the data is (cache invalidation, events).  It never runs when the attempt
+ * fails, times out or its transaction rolls back, and it is best effort: if the process dies
+ * between the COMMIT and the hook, the hook is lost (keep such effects harmless to miss, e.g.
+ * caches with a TTL).  |cb| must not call wk_job_query()/_succeed()/_fail(); the job and its
+ * wk_job_alloc() memory are valid during the call only.  A second registration replaces the
+ * first.  Call it before wk_job_succeed().
+ */
+typedef void (*wk_job_commit_cb)(wk_job *job, void *arg);
+void wk_job_on_commit(wk_job *job, wk_job_commit_cb cb, void *arg);
 
 /* ---- engine hooks (engine.c) ------------------------------------------------------------ */
 

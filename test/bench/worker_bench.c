@@ -22,6 +22,12 @@
  *          (first created_at to last finished_at) and per-job latency percentiles
  *          (finished_at - created_at).
  *
+ * enqueue  Only the enqueueing, into an empty queue with no worker: N jobs, then the rate.
+ *
+ * BENCH_ENQ_BATCH (default 0): 0 enqueues each job with fsr_job_enqueue() (512 in flight
+ * on 8 connections); N > 0 uses fsr_job_enqueue_batch() with N jobs per call (8 calls in
+ * flight): one INSERT ... unnest of N rows and one pipeline of N XADDs each.
+ *
  * Also reported: the worker's CPU time per job (utime + stime from /proc).
  */
 #include "fsr/jobs.h"
@@ -149,6 +155,8 @@ typedef struct enq {
     fsr_redis *redis;
     fsr_job_spec spec;
     int n, next, outstanding, done, failed, unpublished;
+    int batch;                 /* BENCH_ENQ_BATCH: jobs per fsr_job_enqueue_batch() call */
+    fsr_job_spec *batch_specs; /* |batch| copies of |spec| */
 } enq;
 
 static void pump(enq *e);
@@ -166,9 +174,31 @@ static void on_enqueued(const fsr_job_info *info, int status, void *arg)
     pump(e);
 }
 
+static void on_batch_enqueued(const fsr_job_info *infos, size_t n, int status, void *arg)
+{
+    enq *e = arg;
+    e->outstanding--;
+    if (status == 0) {
+        e->done += (int)n;
+        for (size_t i = 0; i < n; i++)
+            e->unpublished += !infos[i].published;
+    } else {
+        e->failed++;
+    }
+    pump(e);
+}
+
 static void pump(enq *e)
 {
-    while (e->outstanding < 512 && e->next < e->n) {
+    while (e->batch > 0 && e->outstanding < 8 && e->next < e->n) {
+        int k = e->n - e->next < e->batch ? e->n - e->next : e->batch;
+        if (fsr_job_enqueue_batch(e->pg, e->redis, FSR_JOB_QUEUE_EQUITY, e->batch_specs, (size_t)k,
+                                  on_batch_enqueued, e) != 0)
+            die("fsr_job_enqueue_batch failed");
+        e->outstanding++;
+        e->next += k;
+    }
+    while (e->batch == 0 && e->outstanding < 512 && e->next < e->n) {
         if (fsr_job_enqueue(e->pg, e->redis, FSR_JOB_QUEUE_EQUITY, &e->spec, on_enqueued, e) != 0)
             die("fsr_job_enqueue failed");
         e->outstanding++;
@@ -182,6 +212,14 @@ static void pump(enq *e)
 static double enqueue(int n)
 {
     enq e = { .n = n, .spec = { .type = env_or("BENCH_TYPE", "noop") } };
+    e.batch = atoi(env_or("BENCH_ENQ_BATCH", "0"));
+    if (e.batch < 0 || e.batch > FSR_JOB_BATCH_MAX)
+        die("BENCH_ENQ_BATCH: 0..%d", FSR_JOB_BATCH_MAX);
+    if (e.batch > 0) {
+        e.batch_specs = calloc((size_t)e.batch, sizeof(*e.batch_specs));
+        for (int i = 0; i < e.batch; i++)
+            e.batch_specs[i] = e.spec;
+    }
     if (fsr_loop_new(&e.loop) != 0)
         die("loop");
     fsr_pg_config pc = { .conninfo = g_conninfo, .size = 8, .queue_max = 4096 };
@@ -197,6 +235,7 @@ static double enqueue(int n)
     fsr_redis_free(e.redis);
     fsr_pg_pool_free(e.pg);
     fsr_loop_free(e.loop);
+    free(e.batch_specs);
     if (e.failed != 0 || e.done != n || e.unpublished != 0)
         die("enqueue: %d done, %d failed, %d unpublished", e.done, e.failed, e.unpublished);
     return dt;
@@ -322,12 +361,24 @@ int main(int argc, char **argv)
            env_or("BENCH_BATCH", ""), getenv("BENCH_PREFETCH") ? ", WORKER_PREFETCH=" : "",
            env_or("BENCH_PREFETCH", ""));
 
+    const char *how = getenv("BENCH_ENQ_BATCH") != NULL && atoi(getenv("BENCH_ENQ_BATCH")) > 0
+                          ? "fsr_job_enqueue_batch"
+                          : "fsr_job_enqueue";
+    if (strcmp(mode, "enqueue") == 0) {
+        db_reset("worker_bench");
+        redis_cmd("FLUSHALL");
+        double enq_s = enqueue(n);
+        printf("enqueue: %d jobs in %.2f s (%.0f jobs/s through %s%s%s)\n", n, enq_s, n / enq_s,
+               how, getenv("BENCH_ENQ_BATCH") != NULL ? ", BENCH_ENQ_BATCH=" : "",
+               env_or("BENCH_ENQ_BATCH", ""));
+    }
+
     if (strcmp(mode, "backlog") == 0 || strcmp(mode, "both") == 0) {
         db_reset("worker_bench");
         redis_cmd("FLUSHALL");
         double enq_s = enqueue(n);
-        printf("backlog: enqueued %d jobs in %.2f s (%.0f jobs/s through fsr_job_enqueue)\n", n,
-               enq_s, n / enq_s);
+        printf("backlog: enqueued %d jobs in %.2f s (%.0f jobs/s through %s)\n", n, enq_s,
+               n / enq_s, how);
         int port;
         double t0 = now_s();
         pid_t pid = worker_start(bin, &port);

@@ -10,7 +10,8 @@
 # synchronous_commit on (BENCH_FAST=1: off, as the test suites run it), Redis with its
 # append-only file, fsync every second (BENCH_REDIS_AOF=0: none; always: every write).
 # Other knobs go to worker_bench: BENCH_JOBS (100000), BENCH_THREADS (1), BENCH_BATCH,
-# BENCH_MODE (backlog | live | both), BENCH_TYPE (noop | test.effect), BENCH_PREFETCH.
+# BENCH_MODE (backlog | live | both | enqueue), BENCH_TYPE (noop | test.effect), BENCH_PREFETCH,
+# BENCH_ENQ_BATCH (0: fsr_job_enqueue per job; N: fsr_job_enqueue_batch of N jobs).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)

@@ -3,7 +3,9 @@
  * Integration tests of fsr-equity's market data and analytics (the harness is the one of
  * services_test.c): bulk bars, validation, the quote cache and price.updated events,
  * GetAnalytics against SeriesAnalytics, and SeriesAnalytics against the numpy reference of
- * test/analytics_ref/reference.json at the ANALYTICS.md tolerances.  fsr-equity runs as a
+ * test/analytics_ref/reference.json at the ANALYTICS.md tolerances; UpdateEquity, DeleteEquity
+ * against a real fsr-portfolio (held: refused; portfolio unreachable: UNAVAILABLE, nothing
+ * deleted), the stale-quote race, GetCovariance == Covariance, WatchQuotes.  fsr-equity runs as a
  * real process against the throwaway PostgreSQL and Redis of with_deps.sh, called over gRPC
  * with the project's own client (lib/client.c).
  *
@@ -13,7 +15,8 @@
  * stops it with SIGTERM afterwards.  Tests share the databases, so each names what it
  * creates after its own pid.
  *
- * Environment (set by test/integration/meson.build and with_deps.sh): FSR_EQUITY_BIN, FSR_DEPS_SH,
+ * Environment (set by test/integration/meson.build and with_deps.sh): FSR_EQUITY_BIN,
+ * FSR_PORTFOLIO_BIN, FSR_DEPS_SH,
  * TEST_PG_HOST, TEST_PG_PORT, TEST_REDIS_HOST, TEST_REDIS_PORT.
  */
 #include "fsr/client.h"
@@ -836,6 +839,719 @@ START_TEST(test_stateless_errors_and_covariance)
 }
 END_TEST
 
+/* ---- UpdateEquity / DeleteEquity, the quote-cache race, GetCovariance ----------------- */
+
+/*
+ * The TCase "equity_writes" runs fsr-portfolio (its CountHolders answers DeleteEquity) and
+ * three fsr-equity instances on the same database: g_eq knows the portfolio service,
+ * g_eq_nopf is told a port where nothing listens, g_eq_race delays its quote-cache writes
+ * (EQ_TEST_QUOTE_CACHE_DELAY_MS) so that a price write can land between GetQuote's read of
+ * Postgres and its cache write.
+ */
+static proc g_eq_nopf, g_eq_race;
+
+#define RACE_DELAY_MS 1500
+
+static void start_writes(void)
+{
+    start_portfolio();
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", g_pf.port);
+    setenv("PORTFOLIO_SERVICE_ADDR", addr, 1);
+    svc_start(&EQUITY, "w", &g_eq);
+    setenv("PORTFOLIO_SERVICE_ADDR", "127.0.0.1:1", 1); /* nothing listens on port 1 */
+    svc_start(&EQUITY, "nopf", &g_eq_nopf);
+    unsetenv("PORTFOLIO_SERVICE_ADDR");
+    char delay[16];
+    snprintf(delay, sizeof(delay), "%d", RACE_DELAY_MS);
+    setenv("EQ_TEST_QUOTE_CACHE_DELAY_MS", delay, 1);
+    svc_start(&EQUITY, "race", &g_eq_race);
+    unsetenv("EQ_TEST_QUOTE_CACHE_DELAY_MS");
+}
+
+static void stop_writes(void)
+{
+    proc_stop(&g_eq_race);
+    proc_stop(&g_eq_nopf);
+    proc_stop(&g_eq);
+    stop_portfolio();
+}
+
+static rpc update_equity(int port, Equity__V1__UpdateEquityRequest *u)
+{
+    return call(port, EQUITY_V1_PATH("UpdateEquity"), u, &equity__v1__equity__descriptor, NULL);
+}
+
+static rpc delete_equity(int port, const char *id)
+{
+    Equity__V1__DeleteEquityRequest d = EQUITY__V1__DELETE_EQUITY_REQUEST__INIT;
+    d.id = mut(id);
+    return call(port, EQUITY_V1_PATH("DeleteEquity"), &d, &google__protobuf__empty__descriptor,
+                NULL);
+}
+
+static rpc get_equity(int port, const char *id)
+{
+    Equity__V1__GetEquityRequest g = EQUITY__V1__GET_EQUITY_REQUEST__INIT;
+    g.id = mut(id);
+    return call(port, EQUITY_V1_PATH("GetEquity"), &g, &equity__v1__equity__descriptor, NULL);
+}
+
+START_TEST(test_update_equity)
+{
+    REQUIRE_UP(g_eq);
+    char id[64], id2[64], sym[32];
+    new_equity("UP", id);
+    new_equity("UQ", id2);
+    snprintf(sym, sizeof(sym), "MD%XUP", (unsigned)getpid());
+
+    /* Only the fields that are set change. */
+    Equity__V1__UpdateEquityRequest u = EQUITY__V1__UPDATE_EQUITY_REQUEST__INIT;
+    Google__Protobuf__StringValue name = GOOGLE__PROTOBUF__STRING_VALUE__INIT;
+    Google__Protobuf__StringValue isin = GOOGLE__PROTOBUF__STRING_VALUE__INIT;
+    Google__Protobuf__StringValue s = GOOGLE__PROTOBUF__STRING_VALUE__INIT;
+    Google__Protobuf__StringValue cur = GOOGLE__PROTOBUF__STRING_VALUE__INIT;
+    Google__Protobuf__StringValue ex = GOOGLE__PROTOBUF__STRING_VALUE__INIT;
+    Google__Protobuf__Int32Value lot = GOOGLE__PROTOBUF__INT32_VALUE__INIT;
+    u.id = id;
+    name.value = "Renamed Holdings";
+    lot.value = 100;
+    isin.value = "us0378331005"; /* upper-cased, check digit valid */
+    u.name = &name;
+    u.lot_size = &lot;
+    u.isin = &isin;
+    rpc r = update_equity(g_eq.port, &u);
+    expect_code(&r, FSR_OK, "UpdateEquity");
+    Equity__V1__Equity *e = (Equity__V1__Equity *)r.resp;
+    ck_assert_str_eq(e->name, "Renamed Holdings");
+    ck_assert_int_eq(e->lot_size, 100);
+    ck_assert_str_eq(e->isin, "US0378331005");
+    ck_assert_str_eq(e->symbol, sym);
+    ck_assert_str_eq(e->sector, "Testing");
+    ck_assert_str_eq(e->currency, "USD");
+    ck_assert(e->updated_at->seconds > e->created_at->seconds ||
+              (e->updated_at->seconds == e->created_at->seconds &&
+               e->updated_at->nanos > e->created_at->nanos));
+    rpc_dispose(&r);
+
+    /* "" clears the ISIN; absent fields stay. */
+    Equity__V1__UpdateEquityRequest u2 = EQUITY__V1__UPDATE_EQUITY_REQUEST__INIT;
+    u2.id = id;
+    isin.value = "";
+    u2.isin = &isin;
+    r = update_equity(g_eq.port, &u2);
+    expect_code(&r, FSR_OK, "UpdateEquity clear isin");
+    ck_assert_str_eq(((Equity__V1__Equity *)r.resp)->isin, "");
+    ck_assert_str_eq(((Equity__V1__Equity *)r.resp)->name, "Renamed Holdings");
+    ck_assert_int_eq(((Equity__V1__Equity *)r.resp)->lot_size, 100);
+    rpc_dispose(&r);
+
+    /* Validation as on create, nothing written. */
+    u2.isin = NULL;
+    lot.value = 0;
+    u2.lot_size = &lot;
+    r = update_equity(g_eq.port, &u2);
+    expect_invalid(&r, "lotSize", "lot size 0");
+    u2.lot_size = NULL;
+    cur.value = "usd";
+    u2.currency = &cur;
+    r = update_equity(g_eq.port, &u2);
+    expect_invalid(&r, "currency", "lower-case currency");
+    cur.value = "XYZ";
+    r = update_equity(g_eq.port, &u2);
+    expect_invalid(&r, "currency", "unknown currency");
+    u2.currency = NULL;
+    s.value = "";
+    u2.symbol = &s;
+    r = update_equity(g_eq.port, &u2);
+    expect_invalid(&r, "symbol", "empty symbol");
+    u2.symbol = NULL;
+    isin.value = "US0378331006";
+    u2.isin = &isin;
+    r = update_equity(g_eq.port, &u2);
+    expect_invalid(&r, "isin", "bad check digit");
+    u2.isin = NULL;
+    u2.id = "not-a-uuid";
+    r = update_equity(g_eq.port, &u2);
+    expect_invalid(&r, "id", "bad id");
+    r = get_equity(g_eq.port, id);
+    expect_code(&r, FSR_OK, "GetEquity");
+    ck_assert_str_eq(((Equity__V1__Equity *)r.resp)->currency, "USD");
+    ck_assert_int_eq(((Equity__V1__Equity *)r.resp)->lot_size, 100);
+    rpc_dispose(&r);
+
+    /* Symbol unique per exchange: the second equity cannot take the first one's symbol on
+     * the same exchange, but can on another. */
+    Equity__V1__UpdateEquityRequest u3 = EQUITY__V1__UPDATE_EQUITY_REQUEST__INIT;
+    u3.id = id2;
+    char lower[32];
+    snprintf(lower, sizeof(lower), "md%xup", (unsigned)getpid());
+    s.value = lower;
+    u3.symbol = &s;
+    r = update_equity(g_eq.port, &u3);
+    expect_code(&r, FSR_ALREADY_EXISTS, "UpdateEquity duplicate symbol");
+    rpc_dispose(&r);
+    ex.value = "XOTH";
+    u3.exchange = &ex;
+    r = update_equity(g_eq.port, &u3);
+    expect_code(&r, FSR_OK, "UpdateEquity symbol on another exchange");
+    ck_assert_str_eq(((Equity__V1__Equity *)r.resp)->symbol, sym);
+    ck_assert_str_eq(((Equity__V1__Equity *)r.resp)->exchange, "XOTH");
+    rpc_dispose(&r);
+
+    /* A cached quote carries the symbol: an update invalidates it. */
+    bars b = bars_make(2, 500, 3);
+    r = upsert(id, &b);
+    expect_code(&r, FSR_OK, "UpsertPrices");
+    rpc_dispose(&r);
+    r = get_quote(id);
+    expect_code(&r, FSR_OK, "GetQuote");
+    ck_assert_str_eq(((Equity__V1__Quote *)r.resp)->symbol, sym);
+    rpc_dispose(&r);
+    char key[128];
+    snprintf(key, sizeof(key), "eq:quote:%s", id);
+    ck_assert_int_eq(redis_exists(key), 1);
+    char newsym[32];
+    snprintf(newsym, sizeof(newsym), "MD%XUZ", (unsigned)getpid());
+    s.value = newsym;
+    u3.id = id;
+    u3.exchange = NULL;
+    r = update_equity(g_eq.port, &u3);
+    expect_code(&r, FSR_OK, "UpdateEquity symbol");
+    rpc_dispose(&r);
+    ck_assert_int_eq(redis_exists(key), 0);
+    r = get_quote(id);
+    expect_code(&r, FSR_OK, "GetQuote after update");
+    ck_assert_str_eq(((Equity__V1__Quote *)r.resp)->symbol, newsym);
+    rpc_dispose(&r);
+    bars_free(&b);
+
+    u3.id = "6f1c2d3e-0000-4000-8000-00000000f00d";
+    r = update_equity(g_eq.port, &u3);
+    expect_code(&r, FSR_NOT_FOUND, "UpdateEquity unknown");
+    rpc_dispose(&r);
+}
+END_TEST
+
+static long count_rows(const char *table, const char *id)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE equity_id = '%s'", table, id);
+    return db_long("equity", sql);
+}
+
+START_TEST(test_delete_equity_held_then_free)
+{
+    REQUIRE_UP(g_eq);
+    REQUIRE_UP(g_pf);
+    char id[64];
+    new_equity("DEL", id);
+    bars b = bars_make(5, 600, 9);
+    rpc r = upsert(id, &b);
+    expect_code(&r, FSR_OK, "UpsertPrices");
+    rpc_dispose(&r);
+    Equity__V1__AddDividendRequest ad = EQUITY__V1__ADD_DIVIDEND_REQUEST__INIT;
+    ad.id = id;
+    ad.ex_date = b.bar[2].date;
+    ad.amount = "0.25";
+    r = call(g_eq.port, EQUITY_V1_PATH("AddDividend"), &ad, &equity__v1__dividend__descriptor,
+             NULL);
+    expect_code(&r, FSR_OK, "AddDividend");
+    rpc_dispose(&r);
+    Equity__V1__AddSplitRequest as = EQUITY__V1__ADD_SPLIT_REQUEST__INIT;
+    as.id = id;
+    as.ex_date = b.bar[3].date;
+    as.ratio = "2";
+    r = call(g_eq.port, EQUITY_V1_PATH("AddSplit"), &as, &equity__v1__split__descriptor, NULL);
+    expect_code(&r, FSR_OK, "AddSplit");
+    rpc_dispose(&r);
+    r = get_quote(id);
+    expect_code(&r, FSR_OK, "GetQuote");
+    rpc_dispose(&r);
+    char key[128];
+    snprintf(key, sizeof(key), "eq:quote:%s", id);
+    ck_assert_int_eq(redis_exists(key), 1);
+
+    /* Held in one portfolio (a constituent row, whatever its quantity): refused. */
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "WITH p AS (INSERT INTO portfolios (name, base_currency) VALUES ('held %s', 'USD')"
+             " RETURNING id) INSERT INTO constituents (portfolio_id, instrument_type,"
+             " instrument_id, quantity) SELECT id, 'EQUITY', '%s', 0 FROM p RETURNING 1",
+             id, id);
+    ck_assert_int_eq(db_long("portfolio", sql), 1);
+    r = delete_equity(g_eq.port, id);
+    expect_code(&r, FSR_FAILED_PRECONDITION, "DeleteEquity held");
+    ck_assert_msg(strstr(r.message, "held in 1 portfolio") != NULL, "message: %s", r.message);
+    rpc_dispose(&r);
+    ck_assert_int_eq(bar_count(id), 5);
+    r = get_equity(g_eq.port, id);
+    expect_code(&r, FSR_OK, "GetEquity after refused delete");
+    rpc_dispose(&r);
+
+    /* No longer held: deleted with its prices, dividends and splits; the quote is gone. */
+    snprintf(sql, sizeof(sql),
+             "WITH d AS (DELETE FROM constituents WHERE instrument_id = '%s' RETURNING 1)"
+             " SELECT count(*) FROM d",
+             id);
+    ck_assert_int_eq(db_long("portfolio", sql), 1);
+    r = delete_equity(g_eq.port, id);
+    expect_code(&r, FSR_OK, "DeleteEquity");
+    rpc_dispose(&r);
+    ck_assert_int_eq(bar_count(id), 0);
+    ck_assert_int_eq(count_rows("dividends", id), 0);
+    ck_assert_int_eq(count_rows("splits", id), 0);
+    ck_assert_int_eq(redis_exists(key), 0);
+    r = get_equity(g_eq.port, id);
+    expect_code(&r, FSR_NOT_FOUND, "GetEquity after delete");
+    rpc_dispose(&r);
+    r = get_quote(id);
+    expect_code(&r, FSR_NOT_FOUND, "GetQuote after delete");
+    rpc_dispose(&r);
+    r = delete_equity(g_eq.port, id);
+    expect_code(&r, FSR_NOT_FOUND, "DeleteEquity again");
+    rpc_dispose(&r);
+    r = delete_equity(g_eq.port, "nope");
+    expect_invalid(&r, "id", "DeleteEquity bad id");
+    bars_free(&b);
+}
+END_TEST
+
+START_TEST(test_delete_equity_portfolio_unavailable)
+{
+    REQUIRE_UP(g_eq_nopf);
+    /* The instance whose PORTFOLIO_SERVICE_ADDR points where nothing listens. */
+    char sym[32];
+    snprintf(sym, sizeof(sym), "MD%XNOPF", (unsigned)getpid());
+    Equity__V1__CreateEquityRequest req = EQUITY__V1__CREATE_EQUITY_REQUEST__INIT;
+    req.symbol = sym;
+    req.name = "Cannot Delete";
+    req.exchange = "XTST";
+    req.currency = "USD";
+    req.sector = "Testing";
+    rpc r = call(g_eq_nopf.port, EQUITY_V1_PATH("CreateEquity"), &req,
+                 &equity__v1__equity__descriptor, NULL);
+    expect_code(&r, FSR_OK, "CreateEquity");
+    char id[64];
+    snprintf(id, sizeof(id), "%s", ((Equity__V1__Equity *)r.resp)->id);
+    rpc_dispose(&r);
+    bars b = bars_make(3, 700, 5);
+    Equity__V1__UpsertPricesRequest up = EQUITY__V1__UPSERT_PRICES_REQUEST__INIT;
+    up.id = id;
+    up.bars = b.ptr;
+    up.n_bars = b.n;
+    r = call(g_eq_nopf.port, EQUITY_V1_PATH("UpsertPrices"), &up,
+             &equity__v1__upsert_prices_response__descriptor, NULL);
+    expect_code(&r, FSR_OK, "UpsertPrices");
+    rpc_dispose(&r);
+
+    r = delete_equity(g_eq_nopf.port, id);
+    expect_code(&r, FSR_UNAVAILABLE, "DeleteEquity without the portfolio service");
+    ck_assert_str_eq(r.message, "portfolio service unavailable, cannot check holdings");
+    rpc_dispose(&r);
+    ck_assert_int_eq(bar_count(id), 3);
+    r = get_equity(g_eq_nopf.port, id);
+    expect_code(&r, FSR_OK, "GetEquity: nothing deleted");
+    rpc_dispose(&r);
+    bars_free(&b);
+}
+END_TEST
+
+/*
+ * The stale-quote race: GetQuote misses the cache and reads Postgres; a price write commits
+ * and invalidates the cache; only then does GetQuote's cache write arrive.  Without the
+ * generation check that write re-caches the old quote for its whole TTL.  g_eq_race delays
+ * the cache write by RACE_DELAY_MS after answering, so the write always lands inside it.
+ */
+START_TEST(test_quote_cache_race)
+{
+    REQUIRE_UP(g_eq_race);
+    char sym[32];
+    snprintf(sym, sizeof(sym), "MD%XRACE", (unsigned)getpid());
+    Equity__V1__CreateEquityRequest req = EQUITY__V1__CREATE_EQUITY_REQUEST__INIT;
+    req.symbol = sym;
+    req.name = "Race";
+    req.exchange = "XTST";
+    req.currency = "USD";
+    req.sector = "Testing";
+    rpc r = call(g_eq_race.port, EQUITY_V1_PATH("CreateEquity"), &req,
+                 &equity__v1__equity__descriptor, NULL);
+    expect_code(&r, FSR_OK, "CreateEquity");
+    char id[64], key[128];
+    snprintf(id, sizeof(id), "%s", ((Equity__V1__Equity *)r.resp)->id);
+    snprintf(key, sizeof(key), "eq:quote:%s", id);
+    rpc_dispose(&r);
+
+    bars b = bars_make(3, 800, 21);
+    bars c = bars_make(1, 803, 77);
+    Equity__V1__UpsertPricesRequest up = EQUITY__V1__UPSERT_PRICES_REQUEST__INIT;
+    up.id = id;
+    up.bars = b.ptr;
+    up.n_bars = b.n;
+    r = call(g_eq_race.port, EQUITY_V1_PATH("UpsertPrices"), &up,
+             &equity__v1__upsert_prices_response__descriptor, NULL);
+    expect_code(&r, FSR_OK, "UpsertPrices");
+    rpc_dispose(&r);
+
+    Equity__V1__GetQuoteRequest gq = EQUITY__V1__GET_QUOTE_REQUEST__INIT;
+    gq.id = id;
+    /* 1. A miss: Postgres says bar 2; the cache write is now pending. */
+    r = call(g_eq_race.port, EQUITY_V1_PATH("GetQuote"), &gq, &equity__v1__quote__descriptor, NULL);
+    expect_code(&r, FSR_OK, "GetQuote");
+    ck_assert_str_eq(((Equity__V1__Quote *)r.resp)->close, b.bar[2].close);
+    rpc_dispose(&r);
+    ck_assert_int_eq(redis_exists(key), 0);
+    /* 2. A newer bar commits and invalidates before that write arrives. */
+    up.bars = c.ptr;
+    up.n_bars = c.n;
+    r = call(g_eq_race.port, EQUITY_V1_PATH("UpsertPrices"), &up,
+             &equity__v1__upsert_prices_response__descriptor, NULL);
+    expect_code(&r, FSR_OK, "UpsertPrices newer");
+    rpc_dispose(&r);
+    /* 3. The stale write has had its chance: it must not have cached bar 2. */
+    sleep_ms(RACE_DELAY_MS + 700);
+    ck_assert_int_eq(redis_exists(key), 0);
+    r = call(g_eq_race.port, EQUITY_V1_PATH("GetQuote"), &gq, &equity__v1__quote__descriptor, NULL);
+    expect_code(&r, FSR_OK, "GetQuote after the write");
+    ck_assert_str_eq(((Equity__V1__Quote *)r.resp)->close, c.bar[0].close);
+    ck_assert_str_eq(((Equity__V1__Quote *)r.resp)->date, c.bar[0].date);
+    rpc_dispose(&r);
+    /* 4. Without a write in between, the (delayed) cache write does happen. */
+    sleep_ms(RACE_DELAY_MS + 700);
+    ck_assert_int_eq(redis_exists(key), 1);
+    r = call(g_eq_race.port, EQUITY_V1_PATH("GetQuote"), &gq, &equity__v1__quote__descriptor, NULL);
+    expect_code(&r, FSR_OK, "GetQuote cached");
+    ck_assert_str_eq(((Equity__V1__Quote *)r.resp)->close, c.bar[0].close);
+    rpc_dispose(&r);
+    bars_free(&b);
+    bars_free(&c);
+}
+END_TEST
+
+/* The same bars as PricePoints for the stateless Covariance. */
+static void points_of(const bars *b, size_t from, size_t n, Common__V1__PricePoint *pp,
+                      Common__V1__PricePoint **ptr)
+{
+    for (size_t i = 0; i < n; i++) {
+        common__v1__price_point__init(&pp[i]);
+        pp[i].date = b->bar[from + i].date;
+        pp[i].close = strtod(b->bar[from + i].close, NULL);
+        ptr[i] = &pp[i];
+    }
+}
+
+static void same_cov(const Common__V1__CovarianceResult *got,
+                     const Common__V1__CovarianceResult *want, size_t k)
+{
+    ck_assert_int_eq(got->observations, want->observations);
+    ck_assert_str_eq(got->start_date, want->start_date);
+    ck_assert_str_eq(got->end_date, want->end_date);
+    ck_assert_uint_eq(got->n_covariance, k);
+    for (size_t i = 0; i < k; i++) {
+        for (size_t j = 0; j < k; j++) {
+            ck_assert_double_eq_tol(got->covariance[i]->values[j], want->covariance[i]->values[j],
+                                    1e-15);
+            ck_assert_double_eq_tol(got->correlation[i]->values[j], want->correlation[i]->values[j],
+                                    1e-12);
+        }
+        ck_assert_double_eq_tol(got->volatilities[i], want->volatilities[i], 1e-12);
+    }
+    ck_assert_double_eq_tol(got->portfolio_volatility, want->portfolio_volatility, 1e-12);
+}
+
+START_TEST(test_get_covariance_stored)
+{
+    REQUIRE_UP(g_eq);
+    char a[64], bb[64], cc[64];
+    new_equity("CVA", a);
+    new_equity("CVB", bb);
+    new_equity("CVC", cc);
+    /* A: days 0..59; B: days 0..59 without day 10; C: days 5..59.  Common: 5..59 but 10. */
+    bars ba = bars_make(60, 900, 3), bb_all = bars_make(60, 900, 41), bc = bars_make(55, 905, 97);
+    bars bbm = { calloc(59, sizeof(Equity__V1__PriceBar)), calloc(59, sizeof(void *)), 59 };
+    for (size_t i = 0, k = 0; i < 60; i++) {
+        if (i == 10)
+            continue;
+        bbm.bar[k] = bb_all.bar[i];
+        bbm.ptr[k] = &bbm.bar[k];
+        k++;
+    }
+    rpc r = upsert(a, &ba);
+    expect_code(&r, FSR_OK, "UpsertPrices A");
+    rpc_dispose(&r);
+    r = upsert(bb, &bbm);
+    expect_code(&r, FSR_OK, "UpsertPrices B");
+    rpc_dispose(&r);
+    r = upsert(cc, &bc);
+    expect_code(&r, FSR_OK, "UpsertPrices C");
+    rpc_dispose(&r);
+    Equity__V1__AddDividendRequest ad = EQUITY__V1__ADD_DIVIDEND_REQUEST__INIT;
+    ad.id = a;
+    ad.ex_date = ba.bar[20].date;
+    ad.amount = "0.75";
+    r = call(g_eq.port, EQUITY_V1_PATH("AddDividend"), &ad, &equity__v1__dividend__descriptor,
+             NULL);
+    expect_code(&r, FSR_OK, "AddDividend");
+    rpc_dispose(&r);
+
+    char *ids[3] = { a, bb, cc };
+    double w[3] = { 0.3, 0.3, 0.3 };
+    Equity__V1__GetCovarianceRequest gc = EQUITY__V1__GET_COVARIANCE_REQUEST__INIT;
+    gc.ids = ids;
+    gc.n_ids = 3;
+    gc.from = ba.bar[0].date;
+    gc.to = ba.bar[59].date;
+    gc.weights = w;
+    gc.n_weights = 3;
+    rpc got = call(g_eq.port, EQUITY_V1_PATH("GetCovariance"), &gc,
+                   &common__v1__covariance_result__descriptor, NULL);
+    expect_code(&got, FSR_OK, "GetCovariance");
+
+    /* The same data through the stateless Covariance. */
+    Common__V1__PricePoint pa[60], pb[59], pc[55], *qa[60], *qb[59], *qc[55];
+    points_of(&ba, 0, 60, pa, qa);
+    points_of(&bbm, 0, 59, pb, qb);
+    points_of(&bc, 0, 55, pc, qc);
+    Common__V1__DividendPoint dp = COMMON__V1__DIVIDEND_POINT__INIT, *dpp = &dp;
+    dp.ex_date = ba.bar[20].date;
+    dp.amount = 0.75;
+    Equity__V1__NamedSeries s1 = EQUITY__V1__NAMED_SERIES__INIT, s2 = s1, s3 = s1;
+    Equity__V1__NamedSeries *ss[3] = { &s1, &s2, &s3 };
+    s1.id = a;
+    s1.prices = qa;
+    s1.n_prices = 60;
+    s1.dividends = &dpp;
+    s1.n_dividends = 1;
+    s2.id = bb;
+    s2.prices = qb;
+    s2.n_prices = 59;
+    s3.id = cc;
+    s3.prices = qc;
+    s3.n_prices = 55;
+    Equity__V1__CovarianceRequest cr = EQUITY__V1__COVARIANCE_REQUEST__INIT;
+    cr.series = ss;
+    cr.n_series = 3;
+    cr.weights = w;
+    cr.n_weights = 3;
+    rpc want = call(g_eq.port, ANALYTICS_PATH("Covariance"), &cr,
+                    &common__v1__covariance_result__descriptor, NULL);
+    expect_code(&want, FSR_OK, "Covariance");
+    Common__V1__CovarianceResult *g = (Common__V1__CovarianceResult *)got.resp;
+    ck_assert_int_eq(g->observations, 53); /* 54 common dates: 5..59 without 10 */
+    ck_assert_str_eq(g->start_date, ba.bar[5].date);
+    ck_assert_str_eq(g->ids[2], cc);
+    same_cov(g, (Common__V1__CovarianceResult *)want.resp, 3);
+    rpc_dispose(&got);
+    rpc_dispose(&want);
+
+    /* PRICE basis, no window: the last 10 common returns up to `to`. */
+    gc.from = "";
+    gc.lookback_days = 10;
+    gc.basis = COMMON__V1__BASIS__VALUE__PRICE;
+    gc.n_weights = 0;
+    got = call(g_eq.port, EQUITY_V1_PATH("GetCovariance"), &gc,
+               &common__v1__covariance_result__descriptor, NULL);
+    expect_code(&got, FSR_OK, "GetCovariance lookback");
+    points_of(&ba, 49, 11, pa, qa);
+    points_of(&bbm, 48, 11, pb, qb); /* B's index is one lower after day 10 */
+    points_of(&bc, 44, 11, pc, qc);
+    s1.n_prices = s2.n_prices = s3.n_prices = 11;
+    cr.basis = COMMON__V1__BASIS__VALUE__PRICE;
+    cr.n_weights = 0;
+    want = call(g_eq.port, ANALYTICS_PATH("Covariance"), &cr,
+                &common__v1__covariance_result__descriptor, NULL);
+    expect_code(&want, FSR_OK, "Covariance last 11");
+    g = (Common__V1__CovarianceResult *)got.resp;
+    ck_assert_int_eq(g->observations, 10);
+    ck_assert_str_eq(g->end_date, ba.bar[59].date);
+    same_cov(g, (Common__V1__CovarianceResult *)want.resp, 3);
+    rpc_dispose(&got);
+    rpc_dispose(&want);
+
+    /* Errors name the field. */
+    gc.n_ids = 1;
+    r = call(g_eq.port, EQUITY_V1_PATH("GetCovariance"), &gc,
+             &common__v1__covariance_result__descriptor, NULL);
+    expect_invalid(&r, "ids", "one id");
+    gc.n_ids = 3;
+    gc.n_weights = 2;
+    r = call(g_eq.port, EQUITY_V1_PATH("GetCovariance"), &gc,
+             &common__v1__covariance_result__descriptor, NULL);
+    expect_invalid(&r, "weights", "two weights for three ids");
+    gc.n_weights = 0;
+    gc.from = ba.bar[9].date;
+    gc.to = ba.bar[8].date;
+    r = call(g_eq.port, EQUITY_V1_PATH("GetCovariance"), &gc,
+             &common__v1__covariance_result__descriptor, NULL);
+    expect_invalid(&r, "to", "to before from");
+    gc.from = ba.bar[0].date;
+    gc.to = ba.bar[5].date; /* C has one price in the window */
+    r = call(g_eq.port, EQUITY_V1_PATH("GetCovariance"), &gc,
+             &common__v1__covariance_result__descriptor, NULL);
+    expect_invalid(&r, "ids[2]", "one price");
+    gc.to = ba.bar[59].date;
+    ids[1] = mut("6f1c2d3e-0000-4000-8000-00000000abcd");
+    r = call(g_eq.port, EQUITY_V1_PATH("GetCovariance"), &gc,
+             &common__v1__covariance_result__descriptor, NULL);
+    expect_code(&r, FSR_NOT_FOUND, "unknown id");
+    ck_assert_str_eq(r.field, "ids[1]");
+    rpc_dispose(&r);
+    ids[1] = mut("bad");
+    r = call(g_eq.port, EQUITY_V1_PATH("GetCovariance"), &gc,
+             &common__v1__covariance_result__descriptor, NULL);
+    expect_invalid(&r, "ids[1]", "malformed id");
+    bars_free(&ba);
+    bars_free(&bb_all);
+    bars_free(&bc);
+    free(bbm.bar);
+    free(bbm.ptr);
+}
+END_TEST
+
+/* ---- WatchQuotes ----------------------------------------------------------------------- */
+
+typedef struct watch_rx {
+    char date[8][16];
+    char close[8][32];
+    int n;
+    bool done;
+    fsr_code code;
+    char field[64];
+} watch_rx;
+
+static void on_watch_msg(ProtobufCMessage *msg, void *arg)
+{
+    watch_rx *w = arg;
+    const Equity__V1__Quote *q = (const Equity__V1__Quote *)msg;
+    if (w->n < 8) {
+        snprintf(w->date[w->n], sizeof(w->date[0]), "%s", q->date);
+        snprintf(w->close[w->n], sizeof(w->close[0]), "%s", q->close);
+    }
+    w->n++;
+}
+
+static void on_watch_done(const fsr_result *res, void *arg)
+{
+    watch_rx *w = arg;
+    w->code = res->status.code;
+    if (res->status_details != NULL)
+        details_field(res->status_details, res->status_details_len, w->field, sizeof(w->field));
+    w->done = true;
+}
+
+/* Runs the test's loop for up to |ms| or until |w| holds |n| messages (or ended). */
+static void pump_until(watch_rx *w, int n, int ms)
+{
+    for (int waited = 0; waited < ms && w->n < n && !w->done; waited += 5) {
+        event_base_loop(fsr_loop_base(g_loop), EVLOOP_NONBLOCK);
+        sleep_ms(5);
+    }
+}
+
+static void start_watch(watch_rx *w, char **ids, size_t n, bool changes_only)
+{
+    memset(w, 0, sizeof(*w));
+    Equity__V1__WatchQuotesRequest req = EQUITY__V1__WATCH_QUOTES_REQUEST__INIT;
+    req.ids = ids;
+    req.n_ids = n;
+    req.changes_only = changes_only;
+    fsr_call_opts opts = { .timeout_ms = 60000 };
+    ck_assert_int_eq(fsr_channel_server_stream(channel_to(g_eq.port), EQUITY_V1_PATH("WatchQuotes"),
+                                               &req.base, &equity__v1__quote__descriptor, &opts,
+                                               on_watch_msg, on_watch_done, w),
+                     0);
+}
+
+START_TEST(test_watch_quotes)
+{
+    REQUIRE_UP(g_eq);
+    char id[64], other[64];
+    new_equity("WQ", id);
+    new_equity("WR", other);
+    bars b = bars_make(3, 1100, 5);
+    rpc r = upsert(id, &b);
+    expect_code(&r, FSR_OK, "UpsertPrices");
+    rpc_dispose(&r);
+
+    char *ids[1] = { id };
+    watch_rx w, c;
+    start_watch(&w, ids, 1, false);
+    pump_until(&w, 1, 5000);
+    ck_assert_int_eq(w.n, 1); /* the current quote first */
+    ck_assert_str_eq(w.close[0], b.bar[2].close);
+    ck_assert_str_eq(w.date[0], b.bar[2].date);
+    start_watch(&c, ids, 1, true); /* changes only: nothing yet */
+    pump_until(&c, 1, 500);
+    ck_assert_int_eq(c.n, 0);
+    ck_assert(!c.done);
+
+    /* A newer bar: both streams get it. */
+    bars d = bars_make(1, 1103, 77);
+    r = upsert(id, &d);
+    expect_code(&r, FSR_OK, "UpsertPrices newer");
+    rpc_dispose(&r);
+    pump_until(&w, 2, 5000);
+    pump_until(&c, 1, 5000);
+    ck_assert_int_eq(w.n, 2);
+    ck_assert_str_eq(w.date[1], d.bar[0].date);
+    ck_assert_str_eq(w.close[1], d.bar[0].close);
+    ck_assert_int_eq(c.n, 1);
+    ck_assert_str_eq(c.close[0], d.bar[0].close);
+
+    /* An older bar, the same latest bar again, another equity: the latest close of the
+     * watched one does not change, so nothing is sent... */
+    r = upsert(id, &b);
+    expect_code(&r, FSR_OK, "UpsertPrices older");
+    rpc_dispose(&r);
+    r = upsert(id, &d);
+    expect_code(&r, FSR_OK, "UpsertPrices same");
+    rpc_dispose(&r);
+    bars o = bars_make(2, 1200, 9);
+    r = upsert(other, &o);
+    expect_code(&r, FSR_OK, "UpsertPrices other");
+    rpc_dispose(&r);
+    /* ... and the next message is the next change. */
+    bars e = bars_make(1, 1104, 123);
+    r = upsert(id, &e);
+    expect_code(&r, FSR_OK, "UpsertPrices next");
+    rpc_dispose(&r);
+    pump_until(&w, 3, 5000);
+    pump_until(&w, 4, 300);
+    ck_assert_int_eq(w.n, 3);
+    ck_assert_str_eq(w.date[2], e.bar[0].date);
+    ck_assert(!w.done);
+
+    /* An unknown id ends the stream with NOT_FOUND naming it. */
+    watch_rx u;
+    char *bad[2] = { id, mut("6f1c2d3e-0000-4000-8000-00000000cafe") };
+    start_watch(&u, bad, 2, false);
+    pump_until(&u, 99, 5000);
+    ck_assert(u.done);
+    ck_assert_int_eq(u.code, FSR_NOT_FOUND);
+    ck_assert_str_eq(u.field, "ids[1]");
+    bad[1] = mut("x");
+    start_watch(&u, bad, 2, false);
+    pump_until(&u, 99, 5000);
+    ck_assert(u.done);
+    ck_assert_int_eq(u.code, FSR_INVALID_ARGUMENT);
+
+    /* Closing the client's channel cancels both streams; the service carries on. */
+    fsr_channel_free(g_ch);
+    g_ch = NULL;
+    ck_assert(w.done && c.done);
+    r = upsert(id, &b);
+    expect_code(&r, FSR_OK, "UpsertPrices after the watchers left");
+    rpc_dispose(&r);
+    r = get_quote(id);
+    expect_code(&r, FSR_OK, "GetQuote after the watchers left");
+    rpc_dispose(&r);
+    bars_free(&b);
+    bars_free(&d);
+    bars_free(&e);
+    bars_free(&o);
+}
+END_TEST
+
 static Suite *equity_suite(void)
 {
     Suite *s = suite_create("equity_market");
@@ -849,6 +1565,16 @@ static Suite *equity_suite(void)
     tcase_add_test(tc, test_get_analytics_matches_series_analytics);
     tcase_add_test(tc, test_series_analytics_reference);
     tcase_add_test(tc, test_stateless_errors_and_covariance);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("equity_writes");
+    tcase_set_timeout(tc, 120);
+    tcase_add_unchecked_fixture(tc, start_writes, stop_writes);
+    tcase_add_test(tc, test_update_equity);
+    tcase_add_test(tc, test_delete_equity_held_then_free);
+    tcase_add_test(tc, test_delete_equity_portfolio_unavailable);
+    tcase_add_test(tc, test_quote_cache_race);
+    tcase_add_test(tc, test_get_covariance_stored);
+    tcase_add_test(tc, test_watch_quotes);
     suite_add_tcase(s, tc);
     return s;
 }
@@ -866,7 +1592,7 @@ int main(void)
         return 1;
     }
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "'%s' pg-start '%s' '%s' equity 1>&2",
+    snprintf(cmd, sizeof(cmd), "'%s' pg-start '%s' '%s' equity portfolio 1>&2",
              env_or("FSR_DEPS_SH", "scripts/deps.sh"), getenv("TEST_PG_HOST"),
              env_or("TEST_PG_PORT", "5432"));
     if (system(cmd) != 0) {

@@ -226,7 +226,10 @@ def main():
         return '127.0.0.1:%d' % (ports[k] if have[k] else dead_port)
 
     gw_env = {'EQUITY_SERVICE_ADDR': addr('equity'), 'FI_SERVICE_ADDR': addr('fixed_income'),
-              'PORTFOLIO_SERVICE_ADDR': addr('portfolio'), 'MAX_MESSAGE_SIZE': '1M'}
+              'PORTFOLIO_SERVICE_ADDR': addr('portfolio'), 'MAX_MESSAGE_SIZE': '1M',
+              # key.revoked (revoked API keys) comes over the shared Redis
+              'SHARED_REDIS_HOST': os.environ['TEST_REDIS_HOST'],
+              'SHARED_REDIS_PORT': os.environ['TEST_REDIS_PORT']}
     gw = start('gateway', a.gateway, gw_env)
     if not T.ok(gw is not None, 'gateway starts'):
         print('1..%d' % T.n)
@@ -365,7 +368,9 @@ def main():
                                  'http://127.0.0.1:%d/equities/%s' % (gw, eq_id)])
             T.ok(out.startswith('HTTP/2 200') and eq_id in out and 'x-request-id' in out.lower(),
                  'h2c (prior knowledge) GET /equities/{id} -> 200', out[:400] + err)
-            r = req(gw, 'DELETE', '/equities/%s' % eq_id)
+            # A route whose handler is not written yet (svc_*/service.c NULL entries; DELETE
+            # /equities/{id} was one until issue #5): move this to another when it lands.
+            r = req(gw, 'GET', '/portfolios/%s/performance' % eq_id)
             T.ok(r.status == 501 and is_error_body(r, 12),
                  'unimplemented route -> 501 with code 12', r)
             series = {'prices': [{'date': '2024-01-02', 'close': 100.0},

@@ -4,7 +4,7 @@
 
 Run by meson through with_deps.sh (a throwaway PostgreSQL and Redis):
 
-    with_deps.sh --pg --redis -- scaling_test.py --gateway G --equity E
+    with_deps.sh --pg --redis -- scaling_test.py --gateway G --equity E --portfolio P
         [--source-root S --build-root B]
 
 Part 1, on with_deps.sh's servers: three fsr-equity replicas started at the same instant on
@@ -12,7 +12,8 @@ an empty database (their migrations race), the gateway given all three in
 EQUITY_SERVICE_ADDR.  Requests must spread over every replica (counted from each replica's
 own rpc_server_handled_total), keep succeeding after one replica is SIGKILLed (GET retried
 on another replica; a POST whose connection is refused goes to another replica too), and
-spread again once the replica is back.
+spread again once the replica is back.  One fsr-portfolio answers the gateway's API-key
+lookups (Authenticate); the requests carry the bootstrap admin key.
 
 Part 2, with --source-root and --build-root: the operator path.  scripts/stack.sh up (its own
 PostgreSQL and Redis on free ports, data in a temp dir), `make scale-equity 3`, status and
@@ -89,7 +90,9 @@ def free_port():
 
 
 def port_free(p):
+    """True if nothing listens on |p| (a connection in TIME_WAIT there does not count)."""
     s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind(('127.0.0.1', p))
         return True
@@ -255,11 +258,21 @@ def part1(a):
          and psql("SELECT count(*) FROM pg_tables WHERE tablename = 'equities'", db='equity') == '1',
          'their concurrent migrations applied each version exactly once (%d)' % n_rows, rows)
 
+    # The portfolio service: every REST request's API key is checked there (Authenticate).
+    psql('CREATE DATABASE portfolio OWNER fsr')
+    pf_env = {k.replace('EQUITY_', 'PORTFOLIO_'): v for k, v in eq_env.items()}
+    pf_env['PORTFOLIO_DB_NAME'] = 'portfolio'
+    pf_port = start('portfolio', a.portfolio, pf_env)
+    if not T.ok(pf_port is not None, 'fsr-portfolio starts (API-key lookups)'):
+        return
+
     dead = free_port()
     addrs = ['127.0.0.1:%d' % p for p in ports]
     gw_env = {'EQUITY_SERVICE_ADDR': ', '.join(addrs),  # spaces after commas are allowed
               'FI_SERVICE_ADDR': '127.0.0.1:%d' % dead,
-              'PORTFOLIO_SERVICE_ADDR': '127.0.0.1:%d' % dead}
+              'PORTFOLIO_SERVICE_ADDR': '127.0.0.1:%d' % pf_port,
+              'SHARED_REDIS_HOST': os.environ['TEST_REDIS_HOST'],
+              'SHARED_REDIS_PORT': os.environ['TEST_REDIS_PORT']}
     gw = start('gateway', a.gateway, gw_env)
     if not T.ok(gw is not None, 'gateway starts with EQUITY_SERVICE_ADDR listing 3 replicas'):
         return
@@ -473,6 +486,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--gateway', required=True)
     ap.add_argument('--equity', required=True)
+    ap.add_argument('--portfolio', required=True)
     ap.add_argument('--source-root')
     ap.add_argument('--build-root')
     a = ap.parse_args()

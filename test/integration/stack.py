@@ -222,6 +222,8 @@ class Stack:
         # restart them now so every service knows every other.
         for name in ('equity', 'fixed_income'):
             self.stop(name, 15)
+            argv, env_extra = self.envs[name]
+            self.envs[name] = (argv, dict(env_extra, **self.peer_env()))
             self.restart(name)
         if workers and self.bin.get('worker'):
             for name, prefix, db in SERVICES:

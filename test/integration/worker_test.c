@@ -30,6 +30,8 @@
 #include "jobs/v1/jobs.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
 
+#include "bondmath.h"
+
 #include <check.h>
 #include <errno.h>
 #include <event2/event.h>
@@ -411,11 +413,12 @@ typedef struct proc {
 } proc;
 
 /*
- * Starts fsr-worker --queue equity on |d| and |r| with test-friendly settings, overridden
- * or extended by the "K=V" strings in |extra| (NULL-terminated, may be NULL).
+ * Starts fsr-worker --queue |queue| (its variables' prefix |prefix|: "EQUITY", "FI",
+ * "PORTFOLIO") on |d| and |r| with test-friendly settings, overridden or extended by the
+ * "K=V" strings in |extra| (NULL-terminated, may be NULL).
  */
-static void worker_start(proc *p, const char *tag, const db *d, const redis_srv *r,
-                         const char *const *extra)
+static void worker_start_queue(proc *p, const char *tag, const char *queue, const char *prefix,
+                               const db *d, const redis_srv *r, const char *const *extra)
 {
     memset(p, 0, sizeof(*p));
     char port_file[400];
@@ -430,12 +433,12 @@ static void worker_start(proc *p, const char *tag, const db *d, const redis_srv 
         snprintf(buf, sizeof(buf), __VA_ARGS__);                                                   \
         env[n++] = strdup(buf);                                                                    \
     } while (0)
-    ADD("EQUITY_DB_HOST=%s", env_or("TEST_PG_HOST", "/tmp"));
-    ADD("EQUITY_DB_PORT=%s", env_or("TEST_PG_PORT", "5432"));
-    ADD("EQUITY_DB_NAME=%s", d->name);
-    ADD("EQUITY_DB_USER=fsr");
-    ADD("EQUITY_REDIS_HOST=127.0.0.1");
-    ADD("EQUITY_REDIS_PORT=%d", r->port);
+    ADD("%s_DB_HOST=%s", prefix, env_or("TEST_PG_HOST", "/tmp"));
+    ADD("%s_DB_PORT=%s", prefix, env_or("TEST_PG_PORT", "5432"));
+    ADD("%s_DB_NAME=%s", prefix, d->name);
+    ADD("%s_DB_USER=fsr", prefix);
+    ADD("%s_REDIS_HOST=127.0.0.1", prefix);
+    ADD("%s_REDIS_PORT=%d", prefix, r->port);
     ADD("WORKER_PORT=0");
     ADD("PORT_FILE=%s", port_file);
     ADD("WORKER_TEST_JOBS=1");
@@ -451,7 +454,9 @@ static void worker_start(proc *p, const char *tag, const db *d, const redis_srv 
         ADD("%s", extra[i]);
 #undef ADD
     env[n] = NULL;
-    char *argv[] = { getenv("FSR_WORKER_BIN"), "--queue", "equity", NULL };
+    char qname[32];
+    snprintf(qname, sizeof(qname), "%s", queue);
+    char *argv[] = { getenv("FSR_WORKER_BIN"), "--queue", qname, NULL };
     ck_assert_ptr_nonnull(argv[0]);
     p->pid = spawn(argv, env, p->log, NULL);
     for (size_t i = 0; i < n; i++)
@@ -459,6 +464,13 @@ static void worker_start(proc *p, const char *tag, const db *d, const redis_srv 
     ck_assert_int_gt(p->pid, 0);
     p->port = wait_port_file(p->pid, port_file, 30000);
     ck_assert_msg(p->port > 0, "worker did not start; see %s", p->log);
+}
+
+/* fsr-worker --queue equity: what most tests run. */
+static void worker_start(proc *p, const char *tag, const db *d, const redis_srv *r,
+                         const char *const *extra)
+{
+    worker_start_queue(p, tag, "equity", "EQUITY", d, r, extra);
 }
 
 /* GET |path| on |port|: the body in a malloc()ed string (NULL on failure). */
@@ -556,14 +568,14 @@ static void on_enq_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * Enqueues |n| jobs of |type| with |payload| (may be NULL) into queue equity of |d| / |r|
+ * Enqueues |n| jobs of |type| with |payload| (may be NULL) into queue |q| of |d| / |r|
  * and returns their ids (malloc()ed array).  Asserts that every job was created and
  * published.
  */
-static char (*enqueue(const db *d, const redis_srv *r, const char *type, const char *payload,
-                      int n))[FSR_JOB_ID_LEN + 1]
+static char (*enqueue_q(const db *d, const redis_srv *r, fsr_job_queue q, const char *type,
+                        const char *payload, int n))[FSR_JOB_ID_LEN + 1]
 {
-    enq e = { .n = n, .q = FSR_JOB_QUEUE_EQUITY };
+    enq e = { .n = n, .q = q };
     e.ids = calloc((size_t)n, sizeof(*e.ids));
     ck_assert_int_eq(fsr_loop_new(&e.loop), 0);
     fsr_pg_config pc = { .conninfo = d->conninfo, .size = 8, .queue_max = 1024 };
@@ -587,6 +599,13 @@ static char (*enqueue(const db *d, const redis_srv *r, const char *type, const c
     ck_assert_int_eq(e.done, n);
     ck_assert_int_eq(e.unpublished, 0);
     return e.ids;
+}
+
+/* enqueue_q() into queue equity. */
+static char (*enqueue(const db *d, const redis_srv *r, const char *type, const char *payload,
+                      int n))[FSR_JOB_ID_LEN + 1]
+{
+    return enqueue_q(d, r, FSR_JOB_QUEUE_EQUITY, type, payload, n);
 }
 
 /* Polls until |sql| (a count) returns |want| or |timeout_ms| passes; returns the last value. */
@@ -1352,6 +1371,755 @@ START_TEST(test_worker_getjob_routed_by_owner)
 }
 END_TEST
 
+/* ---- the schedule, scheduled jobs, dead consumers, batch enqueue ----------------------- */
+
+/*
+ * A fresh database given the real schema of a service: its binary $|bin_env| run with
+ * --migrate-only (so the tests follow every migration, other features' included).
+ */
+static void db_migrated(db *d, const char *tag, const char *bin_env, const char *prefix)
+{
+    db_create(d, tag, false);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/migrate-%s-%d.log", g_tmp, d->name, (int)getpid());
+    char *env[8];
+    size_t n = 0;
+    char buf[600];
+#define ADD(...)                                                                                   \
+    do {                                                                                           \
+        snprintf(buf, sizeof(buf), __VA_ARGS__);                                                   \
+        env[n++] = strdup(buf);                                                                    \
+    } while (0)
+    ADD("%s_DB_HOST=%s", prefix, env_or("TEST_PG_HOST", "/tmp"));
+    ADD("%s_DB_PORT=%s", prefix, env_or("TEST_PG_PORT", "5432"));
+    ADD("%s_DB_NAME=%s", prefix, d->name);
+    ADD("%s_DB_USER=fsr", prefix);
+    ADD("DB_WAIT_MS=30000");
+#undef ADD
+    env[n] = NULL;
+    char *argv[] = { getenv(bin_env), "--migrate-only", NULL };
+    ck_assert_msg(argv[0] != NULL, "%s not set", bin_env);
+    pid_t pid = spawn(argv, env, log, NULL);
+    for (size_t i = 0; i < n; i++)
+        free(env[i]);
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    kid_forget(pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s --migrate-only failed; see %s",
+                  bin_env, log);
+}
+
+/* `promtool check metrics` on the /metrics of |port| (format and lint); noted if missing. */
+static void promtool_check(int port)
+{
+    if (system("command -v promtool >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "worker_test: promtool not found; metrics lint skipped\n");
+        return;
+    }
+    char *text = http_get(port, "/metrics");
+    ck_assert_ptr_nonnull(text);
+    char *body = strstr(text, "\r\n\r\n");
+    ck_assert_ptr_nonnull(body);
+    char path[400], cmd[1000];
+    snprintf(path, sizeof(path), "%s/metrics-%d-%d.txt", g_tmp, port, (int)getpid());
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(body + 4, f);
+    fclose(f);
+    free(text);
+    snprintf(cmd, sizeof(cmd), "promtool check metrics < '%s' > '%s.out' 2>&1", path, path);
+    ck_assert_msg(system(cmd) == 0, "promtool check metrics failed; see %s.out", path);
+}
+
+/* The metric line |series| of |port|, waited for until it is at least |want|. */
+static double wait_metric(int port, const char *series, double want, int timeout_ms)
+{
+    double v = -1;
+    for (int64_t end = now_ms() + timeout_ms; now_ms() < end; sleep_ms(50)) {
+        v = metric(port, series);
+        if (v >= want)
+            break;
+    }
+    return v;
+}
+
+static void flushall(const redis_srv *r)
+{
+    redisContext *c = rconn(r);
+    redisReply *rep = redisCommand(c, "FLUSHALL");
+    ck_assert(rep != NULL && rep->type == REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    redisFree(c);
+}
+
+/*
+ * Two replicas share a schedule entry due every 2 s (the test hook of WORKER_SCHEDULE):
+ * every period gets exactly one job, enqueued by one replica, while the other finds the run
+ * there (skipped) or the lock taken (contended).  Redis is then flushed (locks gone, stream
+ * gone) and a replica is killed and restarted (its startup check races the other for the
+ * current period): the Postgres guard keeps it one job per period, with no period missed.
+ */
+START_TEST(test_worker_schedule_two_replicas_one_job_per_period)
+{
+    db d;
+    redis_srv r;
+    db_create(&d, "sched", true);
+    char *sql = read_file(WT_SCHED_SQL);
+    pg_run(d.conninfo, sql);
+    free(sql);
+    redis_start(&r, "sched", false);
+    const char *cfg[] = { "WORKER_SCHEDULE=wt.tick=test.effect@every 2s",
+                          "WORKER_SCHEDULE_TICK_MS=50",
+                          "WORKER_SCHEDULE_LOCK_TTL_MS=3000",
+                          "WORKER_REQUEUE_AFTER_MS=1000",
+                          "WORKER_SWEEP_INTERVAL_MS=200",
+                          NULL };
+    proc a, b, a2;
+    worker_start(&a, "sched-a", &d, &r, cfg);
+    worker_start(&b, "sched-b", &d, &r, cfg);
+    const char *count_runs = "SELECT count(*) FROM scheduled_runs";
+    long long runs = 0;
+    for (int64_t end = now_ms() + 20000; now_ms() < end && runs < 4; sleep_ms(100))
+        runs = pg_int(&d, "%s", count_runs);
+    ck_assert_msg(runs >= 4, "%lld runs after 20 s; see %s and %s", runs, a.log, b.log);
+
+    /* Redis loses everything, then replica A dies and comes back at once. */
+    flushall(&r);
+    sleep_ms(1000);
+    ck_assert_int_eq(stop_pid(a.pid, SIGKILL, 5000), 128 + SIGKILL);
+    long long before = pg_int(&d, "%s", count_runs);
+    worker_start(&a2, "sched-a2", &d, &r, cfg);
+    for (int64_t end = now_ms() + 20000; now_ms() < end && runs < before + 4; sleep_ms(100))
+        runs = pg_int(&d, "%s", count_runs);
+    ck_assert_msg(runs >= before + 4, "%lld runs; see %s and %s", runs, a2.log, b.log);
+    /* A2's first check found the current period enqueued, or enqueued it: either way it ran. */
+    char s_enq[160], s_skip[160], s_lock[160], s_cont[160];
+    const char *l = "{queue=\"equity\",schedule=\"wt.tick\"}";
+    snprintf(s_enq, sizeof(s_enq), "worker_schedule_runs_enqueued_total%s", l);
+    snprintf(s_skip, sizeof(s_skip), "worker_schedule_runs_skipped_total%s", l);
+    snprintf(s_lock, sizeof(s_lock), "worker_schedule_lock_acquisitions_total%s", l);
+    snprintf(s_cont, sizeof(s_cont), "worker_schedule_lock_contended_total%s", l);
+    double a2_enq = metric(a2.port, s_enq), a2_skip = metric(a2.port, s_skip);
+    double a2_cont = metric(a2.port, s_cont);
+    ck_assert_double_ge(a2_enq + a2_skip, 1);
+    ck_assert_int_eq(stop_pid(a2.pid, SIGTERM, 15000), 0);
+    /*
+     * B alone for a period, then stopped right after a period's run (0.6 s into the 2 s
+     * period), so that its metrics, read just before, are final.
+     */
+    sleep_ms(2000);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long phase = (long)(ts.tv_sec % 2) * 1000 + ts.tv_nsec / 1000000;
+    sleep_ms((int)((2600 - phase) % 2000));
+    double b_enq = metric(b.port, s_enq), b_skip = metric(b.port, s_skip);
+    double b_lock = metric(b.port, s_lock), b_cont = metric(b.port, s_cont);
+    promtool_check(b.port);
+    ck_assert_int_eq(stop_pid(b.pid, SIGTERM, 15000), 0);
+    long long total = pg_int(&d, "%s", count_runs);
+    /* A worker without a schedule finishes the jobs (the flush's are re-published). */
+    const char *plain[] = { "WORKER_SCHEDULE=off", "WORKER_REQUEUE_AFTER_MS=1000",
+                            "WORKER_SWEEP_INTERVAL_MS=200", NULL };
+    proc c;
+    worker_start(&c, "sched-c", &d, &r, plain);
+    ck_assert_int_eq(
+        wait_count(&d, total, 30000, "SELECT count(*) FROM jobs WHERE state = 'SUCCEEDED'"), total);
+    ck_assert_int_eq(stop_pid(c.pid, SIGTERM, 15000), 0);
+    ck_assert_int_eq(pg_int(&d, "%s", count_runs), total);
+
+    /* One job per run, one run per job, and no period without its run. */
+    ck_assert_int_eq(pg_int(&d, "SELECT count(*) FROM jobs"), total);
+    ck_assert_int_eq(pg_int(&d, "SELECT count(*) FROM jobs j JOIN scheduled_runs s"
+                                " ON s.job_id = j.id AND s.job_type = j.type"),
+                     total);
+    ck_assert_int_eq(pg_int(&d, "SELECT count(DISTINCT due_at) FROM scheduled_runs"), total);
+    ck_assert_int_eq(pg_int(&d, "SELECT (extract(epoch FROM max(due_at) - min(due_at)) / 2)::int"
+                                " + 1 FROM scheduled_runs"),
+                     total);
+    ck_assert_int_eq(pg_int(&d, "SELECT count(*) FROM scheduled_runs WHERE"
+                                " extract(epoch FROM due_at)::bigint %% 2 <> 0"
+                                " OR slot <> extract(epoch FROM due_at)::bigint %% 86400"
+                                " OR run_date <> (due_at AT TIME ZONE 'UTC')::date"),
+                     0);
+    ck_assert_int_eq(pg_int(&d, "SELECT count(*) FROM test_job_effects"), total);
+    ck_assert_int_eq(pg_int(&d, "SELECT count(DISTINCT job_id) FROM test_job_effects"), total);
+    /* The payload names the run. */
+    ck_assert_int_eq(pg_int(&d, "SELECT count(*) FROM jobs j JOIN scheduled_runs s ON s.job_id"
+                                " = j.id WHERE convert_from(j.payload, 'UTF8')::jsonb"
+                                " @> jsonb_build_object('schedule', 'wt.tick', 'run_date',"
+                                " s.run_date::text)"),
+                     total);
+    /* B's share: what the table says it enqueued, each under the lock; it saw A's too. */
+    ck_assert_int_eq((long long)b_enq, pg_int(&d,
+                                              "SELECT count(*) FROM scheduled_runs WHERE"
+                                              " enqueued_by LIKE '%%-%d-%%'",
+                                              (int)b.pid));
+    ck_assert_int_eq((long long)a2_enq, pg_int(&d,
+                                               "SELECT count(*) FROM scheduled_runs WHERE"
+                                               " enqueued_by LIKE '%%-%d-%%'",
+                                               (int)a2.pid));
+    ck_assert_double_ge(b_lock, b_enq);
+    /* Each period one replica lost the race: it found the run there (or the lock taken). */
+    ck_assert_double_gt(b_skip + b_cont + a2_skip + a2_cont, 0);
+    stop_pid(r.pid, SIGKILL, 5000);
+}
+END_TEST
+
+/*
+ * A daily entry whose time has passed while no worker ran (its last run five days ago):
+ * the worker that starts enqueues the latest missed run once -- not one per missed day --
+ * and a restart does not enqueue it again.  The per-entry variable overrides the time.
+ */
+START_TEST(test_worker_schedule_missed_daily_run_caught_up_once)
+{
+    db d;
+    redis_srv r;
+    db_create(&d, "daily", true);
+    char *sql = read_file(WT_SCHED_SQL);
+    pg_run(d.conninfo, sql);
+    free(sql);
+    redis_start(&r, "daily", false);
+    /* Due an hour from now, so the latest due time is the previous day's. */
+    time_t now = time(NULL);
+    int at = (int)((now + 3600) % 86400) / 60 * 60;
+    long long due = (long long)now - now % 86400 + at;
+    if (due > now)
+        due -= 86400;
+    char when[64], run_date[16];
+    snprintf(when, sizeof(when), "WORKER_SCHEDULE_WT_DAILY=%02d:%02d UTC", at / 3600, at / 60 % 60);
+    time_t due_t = (time_t)due;
+    struct tm tm;
+    gmtime_r(&due_t, &tm);
+    strftime(run_date, sizeof(run_date), "%Y-%m-%d", &tm);
+    pg_run(d.conninfo, "INSERT INTO scheduled_runs (schedule_name, run_date, due_at, job_id,"
+                       " job_type, enqueued_by) VALUES ('wt.daily', current_date - 5, now() -"
+                       " interval '5 days', gen_random_uuid(), 'test.effect', 'earlier')");
+    const char *cfg[] = { "WORKER_SCHEDULE=wt.daily=test.effect@00:00 UTC", when,
+                          "WORKER_SCHEDULE_TICK_MS=50", NULL };
+    proc w, w2;
+    worker_start(&w, "daily", &d, &r, cfg);
+    ck_assert_int_eq(
+        wait_count(&d, 1, 20000, "SELECT count(*) FROM jobs WHERE state = 'SUCCEEDED'"), 1);
+    sleep_ms(500); /* a few more ticks: nothing more may come */
+    ck_assert_int_eq(pg_int(&d, "SELECT count(*) FROM scheduled_runs"), 2);
+    ck_assert_int_eq(pg_int(&d,
+                            "SELECT count(*) FROM scheduled_runs WHERE run_date = '%s' AND"
+                            " slot = 0 AND extract(epoch FROM due_at)::bigint = %lld",
+                            run_date, due),
+                     1);
+    ck_assert_int_eq(pg_int(&d, "SELECT count(*) FROM jobs j JOIN scheduled_runs s ON"
+                                " s.job_id = j.id WHERE j.type = 'test.effect'"),
+                     1);
+    char payload[256];
+    pg_text(&d, payload, sizeof(payload), "SELECT convert_from(payload, 'UTF8') FROM jobs");
+    char want[128];
+    snprintf(want, sizeof(want), "\"run_date\":\"%s\"", run_date);
+    ck_assert_msg(strstr(payload, want) != NULL, "payload %s", payload);
+    const char *l = "{queue=\"equity\",schedule=\"wt.daily\"}";
+    char s_enq[160], s_skip[160];
+    snprintf(s_enq, sizeof(s_enq), "worker_schedule_runs_enqueued_total%s", l);
+    snprintf(s_skip, sizeof(s_skip), "worker_schedule_runs_skipped_total%s", l);
+    ck_assert_double_eq(metric(w.port, s_enq), 1);
+    ck_assert_int_eq(stop_pid(w.pid, SIGTERM, 15000), 0);
+
+    /* Restarted: the run is there; nothing new. */
+    worker_start(&w2, "daily2", &d, &r, cfg);
+    ck_assert_double_eq(wait_metric(w2.port, s_skip, 1, 10000), 1);
+    ck_assert_double_eq(metric(w2.port, s_enq), 0);
+    ck_assert_int_eq(pg_int(&d, "SELECT count(*) FROM scheduled_runs"), 2);
+    ck_assert_int_eq(pg_int(&d, "SELECT count(*) FROM jobs"), 1);
+    ck_assert_int_eq(stop_pid(w2.pid, SIGTERM, 15000), 0);
+    stop_pid(r.pid, SIGKILL, 5000);
+}
+END_TEST
+
+/* A schedule the worker cannot honour is refused at startup (exit 2, naming the variable). */
+START_TEST(test_worker_schedule_bad_config_refused)
+{
+    static const char *const bad[][2] = {
+        { "WORKER_SCHEDULE=x=no.such.type@22:00", "unknown job type 'no.such.type'" },
+        { "WORKER_SCHEDULE=noop@25:00", "'25:00' is not" },
+        { "WORKER_SCHEDULE=a=noop@every 0s", "'every 0s' is not" },
+        { "WORKER_SCHEDULE=a=noop@1:00,a=noop@2:00", "schedule 'a' is listed twice" },
+        { "WORKER_SCHEDULE_NOOP=later", "WORKER_SCHEDULE_NOOP: schedule 'noop': 'later' is not" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char log[400];
+        snprintf(log, sizeof(log), "%s/badcfg-%zu-%d.log", g_tmp, i, (int)getpid());
+        char var[128];
+        snprintf(var, sizeof(var), "%s", bad[i][0]);
+        char *env[] = { var, "WORKER_SCHEDULE_TICK_MS=50", NULL };
+        char noop_sched[] = "WORKER_SCHEDULE=noop@03:00";
+        if (strncmp(bad[i][0], "WORKER_SCHEDULE_NOOP", 20) == 0)
+            env[1] = noop_sched;
+        char *argv[] = { getenv("FSR_WORKER_BIN"), "--queue", "equity", NULL };
+        pid_t pid = spawn(argv, env, log, NULL);
+        int status = 0;
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        kid_forget(pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 2, "%s: status %d", bad[i][0],
+                      status);
+        char *text = read_file(log);
+        ck_assert_msg(strstr(text, bad[i][1]) != NULL, "%s: %s", bad[i][0], text);
+        free(text);
+    }
+}
+END_TEST
+
+/* One bond of the fi.eod_reprice test. */
+typedef struct eod_bond {
+    const char *id;
+    double coupon;
+    int freq;
+    const char *day_count, *issue, *maturity;
+} eod_bond;
+
+/*
+ * The stored row of |b| for |date| equals what fi_math computes from the same quote,
+ * exactly (float8 text round-trips).
+ */
+static void eod_row_check(const db *d, const eod_bond *b, const char *date, bool from_clean,
+                          double v, const char *quote_date)
+{
+    fi_terms t = { .coupon_rate = b->coupon,
+                   .frequency = b->freq,
+                   .day_count = fi_day_count_from_name(b->day_count),
+                   .issue_date = fi_date_parse(b->issue),
+                   .maturity_date = fi_date_parse(b->maturity) };
+    static fi_period periods[FI_MAX_PERIODS];
+    fi_bond bond;
+    ck_assert_int_eq(fi_bond_init(&bond, &t, periods, FI_MAX_PERIODS), 0);
+    fi_analytics a;
+    int32_t settle = fi_date_parse(date);
+    ck_assert_int_eq(from_clean ? fi_bond_price_from_clean(&bond, settle, v, &a)
+                                : fi_bond_price(&bond, settle, v, &a),
+                     0);
+    char row[1024];
+    pg_text(d, row, sizeof(row),
+            "SELECT concat_ws(' ', quote_date, from_clean_price, yield, clean_price,"
+            " dirty_price, accrued, macaulay_duration, modified_duration, convexity, bpv)"
+            " FROM bond_eod_analytics WHERE bond_id = '%s' AND date = '%s'",
+            b->id, date);
+    char qd[16], fc[8];
+    double got[8];
+    ck_assert_int_eq(sscanf(row, "%15s %7s %lf %lf %lf %lf %lf %lf %lf %lf", qd, fc, &got[0],
+                            &got[1], &got[2], &got[3], &got[4], &got[5], &got[6], &got[7]),
+                     10);
+    ck_assert_str_eq(qd, quote_date);
+    ck_assert_str_eq(fc, from_clean ? "t" : "f");
+    double want[] = { a.yield,
+                      a.clean_price,
+                      a.dirty_price,
+                      a.accrued,
+                      a.macaulay_duration,
+                      a.modified_duration,
+                      a.convexity,
+                      a.bpv };
+    for (int i = 0; i < 8; i++)
+        ck_assert_msg(got[i] == want[i], "bond %s field %d: stored %.17g, fi_math %.17g", b->id, i,
+                      got[i], want[i]);
+}
+
+/* Runs one fi.eod_reprice job for |date| on |w|'s queue; returns its id (static). */
+static const char *eod_run(const db *d, const redis_srv *r, const char *date)
+{
+    static char id[FSR_JOB_ID_LEN + 1];
+    char payload[64];
+    snprintf(payload, sizeof(payload), "{\"run_date\":\"%s\"}", date);
+    long long done = pg_int(d, "SELECT count(*) FROM jobs WHERE state = 'SUCCEEDED'");
+    char(*ids)[FSR_JOB_ID_LEN + 1] =
+        enqueue_q(d, r, FSR_JOB_QUEUE_FIXED_INCOME, "fi.eod_reprice", payload, 1);
+    memcpy(id, ids[0], sizeof(id));
+    free(ids);
+    ck_assert_int_eq(
+        wait_count(d, done + 1, 20000, "SELECT count(*) FROM jobs WHERE state = 'SUCCEEDED'"),
+        done + 1);
+    char state[32];
+    job_state(d, id, state, sizeof(state));
+    ck_assert_str_eq(state, "SUCCEEDED");
+    return id;
+}
+
+static long long result_int(const db *d, const char *id, const char *key)
+{
+    return pg_int(d, "SELECT (result ->> '%s')::bigint FROM jobs WHERE id = '%s'", key, id);
+}
+
+/*
+ * fi.eod_reprice on the fixed income schema: every outstanding bond priced from its latest
+ * quote on or before the date (a later quote ignored), the numbers equal to fi_math's, bonds
+ * without a quote, not outstanding or unpriceable counted and skipped; a re-run leaves the
+ * rows byte for byte; a changed quote updates one row, a removed one removes its row, and
+ * other dates stay untouched.
+ */
+START_TEST(test_worker_fi_eod_reprice)
+{
+    db d;
+    redis_srv r;
+    db_migrated(&d, "fieod", "FSR_FIXED_INCOME_BIN", "FI");
+    redis_start(&r, "fieod", false);
+    static const eod_bond bonds[] = {
+        { "00000000-0000-4000-8000-000000000001", 0.05, 2, "THIRTY_360_US", "2020-01-15",
+          "2030-01-15" },
+        { "00000000-0000-4000-8000-000000000002", 0.03, 1, "ACT_ACT_ICMA", "2021-03-01",
+          "2031-03-01" },
+        { "00000000-0000-4000-8000-000000000003", 0.0, 0, "ACT_365_FIXED", "2022-01-01",
+          "2027-01-01" },
+        { "00000000-0000-4000-8000-000000000004", 0.04, 4, "ACT_360", "2019-01-01", "2029-01-01" },
+        { "00000000-0000-4000-8000-000000000005", 0.04, 2, "ACT_360", "2010-01-01", "2015-01-01" },
+        { "00000000-0000-4000-8000-000000000006", 0.04, 2, "ACT_360", "2025-01-01", "2030-01-01" },
+        { "00000000-0000-4000-8000-000000000007", 0.06, 2, "ACT_ACT_ISDA", "2020-05-01",
+          "2035-05-01" },
+        { "00000000-0000-4000-8000-000000000008", 0.025, 12, "THIRTY_E_360", "2023-02-28",
+          "2026-02-28" },
+    };
+    for (size_t i = 0; i < sizeof(bonds) / sizeof(bonds[0]); i++) {
+        char sql[512];
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO bonds (id, name, issuer, currency, face, coupon_rate, frequency,"
+                 " day_count, issue_date, maturity_date) VALUES ('%s', 'b%zu', 'Issuer', 'USD',"
+                 " 1000, %.17g, %d, '%s', '%s', '%s')",
+                 bonds[i].id, i, bonds[i].coupon, bonds[i].freq, bonds[i].day_count, bonds[i].issue,
+                 bonds[i].maturity);
+        pg_run(d.conninfo, sql);
+    }
+    pg_run(d.conninfo, "INSERT INTO bond_quotes (bond_id, date, clean_price, yield) VALUES"
+                       " ('00000000-0000-4000-8000-000000000001', '2024-06-25', 101.5, NULL),"
+                       " ('00000000-0000-4000-8000-000000000001', '2024-06-20', 99.0, NULL),"
+                       " ('00000000-0000-4000-8000-000000000001', '2024-07-01', 90.0, NULL),"
+                       " ('00000000-0000-4000-8000-000000000002', '2024-06-28', NULL, 0.041),"
+                       " ('00000000-0000-4000-8000-000000000003', '2024-06-01', 88.25, NULL),"
+                       " ('00000000-0000-4000-8000-000000000005', '2014-06-01', NULL, 0.03),"
+                       " ('00000000-0000-4000-8000-000000000006', '2024-06-01', NULL, 0.03),"
+                       " ('00000000-0000-4000-8000-000000000007', '2024-06-27', -5, NULL),"
+                       " ('00000000-0000-4000-8000-000000000008', '2024-06-26', NULL, -0.001)");
+    /* A row of another date, which runs for 2024-06-28 must leave alone. */
+    pg_run(d.conninfo, "INSERT INTO bond_eod_analytics (bond_id, date, quote_date,"
+                       " from_clean_price, yield, clean_price, dirty_price, accrued,"
+                       " macaulay_duration, modified_duration, convexity, bpv) VALUES"
+                       " ('00000000-0000-4000-8000-000000000004', '2024-06-27', '2024-06-27',"
+                       " false, 0.04, 100, 100, 0, 1, 1, 1, -0.01)");
+    const char *cfg[] = { "WORKER_SCHEDULE=off", NULL };
+    proc w;
+    worker_start_queue(&w, "fieod", "fixed_income", "FI", &d, &r, cfg);
+
+    const char *date = "2024-06-28";
+    const char *id = eod_run(&d, &r, date);
+    ck_assert_int_eq(result_int(&d, id, "bonds"), 8);
+    ck_assert_int_eq(result_int(&d, id, "priced"), 4);
+    ck_assert_int_eq(result_int(&d, id, "no_quote"), 1);
+    ck_assert_int_eq(result_int(&d, id, "not_outstanding"), 2);
+    ck_assert_int_eq(result_int(&d, id, "failed"), 1);
+    ck_assert_int_eq(result_int(&d, id, "inserted"), 4);
+    ck_assert_int_eq(result_int(&d, id, "updated"), 0);
+    ck_assert_int_eq(result_int(&d, id, "removed"), 0);
+    char failed[64];
+    pg_text(&d, failed, sizeof(failed),
+            "SELECT result -> 'errors' -> 0 ->> 'bond_id' FROM jobs"
+            " WHERE id = '%s'",
+            id);
+    ck_assert_str_eq(failed, bonds[6].id);
+    ck_assert_int_eq(pg_int(&d, "SELECT count(*) FROM bond_eod_analytics WHERE date = '%s'", date),
+                     4);
+    eod_row_check(&d, &bonds[0], date, true, 101.5, "2024-06-25");
+    eod_row_check(&d, &bonds[1], date, false, 0.041, "2024-06-28");
+    eod_row_check(&d, &bonds[2], date, true, 88.25, "2024-06-01");
+    eod_row_check(&d, &bonds[7], date, false, -0.001, "2024-06-26");
+
+    /* The same date again: identical rows, computed_at included. */
+    char before[64], after[64];
+    const char *digest = "SELECT md5(string_agg(e::text, '|' ORDER BY bond_id, date))"
+                         " FROM bond_eod_analytics e";
+    pg_text(&d, before, sizeof(before), "%s", digest);
+    id = eod_run(&d, &r, date);
+    ck_assert_int_eq(result_int(&d, id, "priced"), 4);
+    ck_assert_int_eq(result_int(&d, id, "inserted"), 0);
+    ck_assert_int_eq(result_int(&d, id, "updated"), 0);
+    ck_assert_int_eq(result_int(&d, id, "removed"), 0);
+    pg_text(&d, after, sizeof(after), "%s", digest);
+    ck_assert_str_eq(after, before);
+
+    /* A corrected quote updates its row; a withdrawn one takes its row away. */
+    pg_run(d.conninfo, "UPDATE bond_quotes SET clean_price = 102.125 WHERE bond_id ="
+                       " '00000000-0000-4000-8000-000000000001' AND date = '2024-06-25'");
+    pg_run(d.conninfo, "DELETE FROM bond_quotes WHERE bond_id ="
+                       " '00000000-0000-4000-8000-000000000003'");
+    id = eod_run(&d, &r, date);
+    ck_assert_int_eq(result_int(&d, id, "priced"), 3);
+    ck_assert_int_eq(result_int(&d, id, "no_quote"), 2);
+    ck_assert_int_eq(result_int(&d, id, "inserted"), 0);
+    ck_assert_int_eq(result_int(&d, id, "updated"), 1);
+    ck_assert_int_eq(result_int(&d, id, "removed"), 1);
+    eod_row_check(&d, &bonds[0], date, true, 102.125, "2024-06-25");
+    eod_row_check(&d, &bonds[1], date, false, 0.041, "2024-06-28");
+    ck_assert_int_eq(pg_int(&d, "SELECT count(*) FROM bond_eod_analytics WHERE date = '%s'", date),
+                     3);
+    ck_assert_int_eq(pg_int(&d, "SELECT count(*) FROM bond_eod_analytics WHERE date ="
+                                " '2024-06-27'"),
+                     1);
+    /* A bad payload fails the job (and is retried, then DEAD): nothing written. */
+    char(*bad)[FSR_JOB_ID_LEN + 1] =
+        enqueue_q(&d, &r, FSR_JOB_QUEUE_FIXED_INCOME, "fi.eod_reprice", "{\"run_date\":\"x\"}", 1);
+    ck_assert_int_eq(wait_count(&d, 1, 20000, "SELECT count(*) FROM jobs WHERE state = 'DEAD'"), 1);
+    char err[128];
+    pg_text(&d, err, sizeof(err), "SELECT error FROM jobs WHERE id = '%s'", bad[0]);
+    ck_assert_str_eq(err, "payload: run_date must be a date \"YYYY-MM-DD\"");
+    free(bad);
+    ck_assert_int_eq(stop_pid(w.pid, SIGTERM, 15000), 0);
+    stop_pid(r.pid, SIGKILL, 5000);
+}
+END_TEST
+
+/*
+ * pf.idempotency_cleanup on the portfolio schema: keys older than the retention go, newer
+ * ones stay; WORKER_IDEMPOTENCY_RETENTION_MS moves the line.
+ */
+START_TEST(test_worker_pf_idempotency_cleanup)
+{
+    db d;
+    redis_srv r;
+    db_migrated(&d, "pfidem", "FSR_PORTFOLIO_BIN", "PORTFOLIO");
+    redis_start(&r, "pfidem", false);
+    pg_run(d.conninfo,
+           "INSERT INTO idempotency_keys (client_id, key, method, request_hash, response,"
+           " created_at) VALUES"
+           " ('c1', 'k48h', 'm', '\\x00', '\\x00', now() - interval '48 hours'),"
+           " ('c1', 'k25h', 'm', '\\x00', '\\x00', now() - interval '25 hours'),"
+           " ('c2', 'k23h', 'm', '\\x00', '\\x00', now() - interval '23 hours'),"
+           " ('c2', 'k1h', 'm', '\\x00', '\\x00', now() - interval '1 hour'),"
+           " ('', 'know', 'm', '\\x00', '\\x00', now())");
+    const char *cfg[] = { "WORKER_SCHEDULE=off", NULL };
+    proc w;
+    worker_start_queue(&w, "pfidem", "portfolio", "PORTFOLIO", &d, &r, cfg);
+    char(*ids)[FSR_JOB_ID_LEN + 1] =
+        enqueue_q(&d, &r, FSR_JOB_QUEUE_PORTFOLIO, "pf.idempotency_cleanup", NULL, 1);
+    ck_assert_int_eq(
+        wait_count(&d, 1, 20000, "SELECT count(*) FROM jobs WHERE state = 'SUCCEEDED'"), 1);
+    ck_assert_int_eq(result_int(&d, ids[0], "deleted"), 2);
+    ck_assert_int_eq(result_int(&d, ids[0], "retention_ms"), 86400000);
+    char keys[128];
+    pg_text(&d, keys, sizeof(keys),
+            "SELECT string_agg(key, ',' ORDER BY key) FROM idempotency_keys");
+    ck_assert_str_eq(keys, "k1h,k23h,know");
+    ck_assert_int_eq(stop_pid(w.pid, SIGTERM, 15000), 0);
+    free(ids);
+
+    const char *cfg2[] = { "WORKER_SCHEDULE=off", "WORKER_IDEMPOTENCY_RETENTION_MS=30m", NULL };
+    worker_start_queue(&w, "pfidem2", "portfolio", "PORTFOLIO", &d, &r, cfg2);
+    ids = enqueue_q(&d, &r, FSR_JOB_QUEUE_PORTFOLIO, "pf.idempotency_cleanup", NULL, 1);
+    ck_assert_int_eq(
+        wait_count(&d, 2, 20000, "SELECT count(*) FROM jobs WHERE state = 'SUCCEEDED'"), 2);
+    ck_assert_int_eq(result_int(&d, ids[0], "deleted"), 2);
+    pg_text(&d, keys, sizeof(keys),
+            "SELECT string_agg(key, ',' ORDER BY key) FROM idempotency_keys");
+    ck_assert_str_eq(keys, "know");
+    ck_assert_int_eq(stop_pid(w.pid, SIGTERM, 15000), 0);
+    free(ids);
+    stop_pid(r.pid, SIGKILL, 5000);
+}
+END_TEST
+
+/* The names of the group's consumers, comma-separated, in XINFO's order, into |out|. */
+static void consumer_names(const redis_srv *r, char *out, size_t cap)
+{
+    redisContext *c = rconn(r);
+    redisReply *rep = redisCommand(c, "XINFO CONSUMERS jobs:equity workers");
+    ck_assert(rep != NULL && rep->type == REDIS_REPLY_ARRAY);
+    out[0] = '\0';
+    for (size_t i = 0; i < rep->elements; i++) {
+        const redisReply *e = rep->element[i];
+        for (size_t k = 0; k + 1 < e->elements; k += 2) {
+            if (strcmp(e->element[k]->str, "name") == 0) {
+                size_t n = strlen(out);
+                snprintf(out + n, cap - n, "%s%s", n > 0 ? "," : "", e->element[k + 1]->str);
+            }
+        }
+    }
+    freeReplyObject(rep);
+    redisFree(c);
+}
+
+/*
+ * Dead consumers: one idle with nothing pending is removed; one idle holding a pending
+ * entry is kept (its entry must be reclaimed first); one idle whose process beats a
+ * heartbeat is kept (Redis 7.0 does not reset the idle time of an empty read), and so is
+ * the worker's own, idle too once its only job is done.
+ */
+START_TEST(test_worker_dead_consumers_removed)
+{
+    db d;
+    redis_srv r;
+    db_create(&d, "gc", true);
+    redis_start(&r, "gc", false);
+    redisContext *c = rconn(&r);
+    const char *cmds[] = { "XGROUP CREATE jobs:equity workers 0 MKSTREAM",
+                           "XGROUP CREATECONSUMER jobs:equity workers gone-idle",
+                           "XADD jobs:equity * e not-a-job",
+                           "XREADGROUP GROUP workers gone-pending COUNT 1 STREAMS jobs:equity >",
+                           "XGROUP CREATECONSUMER jobs:equity workers otherhost-77-0",
+                           "HSET jobs:equity:consumers:alive otherhost-77- 99999999999999" };
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        redisReply *rep = redisCommand(c, cmds[i]);
+        ck_assert_msg(rep != NULL && rep->type != REDIS_REPLY_ERROR, "%s", cmds[i]);
+        freeReplyObject(rep);
+    }
+    redisFree(c);
+    sleep_ms(1300);
+    /* Visibility far away: the pending entry stays where it is during the test. */
+    const char *cfg[] = { "WORKER_CONSUMER_IDLE_MS=1000", "WORKER_CONSUMER_GC_INTERVAL_MS=100",
+                          "WORKER_VISIBILITY_TIMEOUT_MS=120000", "WORKER_BLOCK_MS=200", NULL };
+    proc w;
+    worker_start(&w, "gc", &d, &r, cfg);
+    free(enqueue(&d, &r, "test.effect", NULL, 1)); /* the worker's consumer exists once it reads */
+    ck_assert_int_eq(
+        wait_count(&d, 1, 10000, "SELECT count(*) FROM jobs WHERE state = 'SUCCEEDED'"), 1);
+    ck_assert_double_eq(
+        wait_metric(w.port, "worker_consumers_removed_total{queue=\"equity\"}", 1, 10000), 1);
+    sleep_ms(1500); /* more rounds, past the threshold for the worker's own consumer too */
+    ck_assert_double_eq(metric(w.port, "worker_consumers_removed_total{queue=\"equity\"}"), 1);
+    char names[512], own[64];
+    consumer_names(&r, names, sizeof(names));
+    snprintf(own, sizeof(own), "-%d-0", (int)w.pid);
+    ck_assert_msg(strstr(names, "gone-idle") == NULL, "consumers: %s", names);
+    ck_assert_msg(strstr(names, "gone-pending") != NULL, "consumers: %s", names);
+    ck_assert_msg(strstr(names, own) != NULL, "consumers: %s", names);
+    ck_assert_msg(strstr(names, "otherhost-77-0") != NULL, "consumers: %s", names);
+    ck_assert_int_eq(redis_int(&r, "XPENDING jobs:equity workers"), 1);
+    /* The worker beats its own heartbeat. */
+    char field[64];
+    snprintf(field, sizeof(field), "-%d-", (int)w.pid);
+    redisContext *hc = rconn(&r);
+    redisReply *hb = redisCommand(hc, "HKEYS jobs:equity:consumers:alive");
+    ck_assert(hb != NULL && hb->type == REDIS_REPLY_ARRAY);
+    bool beating = false;
+    for (size_t i = 0; i < hb->elements; i++)
+        beating |= strstr(hb->element[i]->str, field) != NULL;
+    freeReplyObject(hb);
+    redisFree(hc);
+    ck_assert(beating);
+    promtool_check(w.port);
+    ck_assert_int_eq(stop_pid(w.pid, SIGTERM, 15000), 0);
+    stop_pid(r.pid, SIGKILL, 5000);
+}
+END_TEST
+
+typedef struct batch_enq {
+    fsr_loop *loop;
+    int status;
+    size_t n;
+    int unpublished;
+    char (*ids)[FSR_JOB_ID_LEN + 1];
+    int64_t created_s[2];
+} batch_enq;
+
+static void on_batch_enq(const fsr_job_info *infos, size_t n, int status, void *arg)
+{
+    batch_enq *b = arg;
+    b->status = status;
+    b->n = n;
+    b->ids = calloc(n > 0 ? n : 1, sizeof(*b->ids));
+    for (size_t i = 0; i < n; i++) {
+        memcpy(b->ids[i], infos[i].id, sizeof(b->ids[i]));
+        b->unpublished += !infos[i].published;
+        ck_assert_int_eq(infos[i].max_attempts, 7);
+        ck_assert_str_eq(infos[i].type, "test.effect");
+    }
+    if (n > 0) {
+        b->created_s[0] = infos[0].created_s;
+        b->created_s[1] = infos[n - 1].created_s;
+    }
+    fsr_loop_stop(b->loop);
+}
+
+/*
+ * fsr_job_enqueue_batch(): 3 x 1,000 jobs in three INSERTs and three XADD pipelines, all
+ * run exactly once by the worker; payloads and request ids with quotes and backslashes
+ * survive the array literals; a bad spec anywhere refuses the whole batch, writing nothing.
+ */
+START_TEST(test_worker_enqueue_batch)
+{
+    db d;
+    redis_srv r;
+    db_create(&d, "batch", true);
+    redis_start(&r, "batch", false);
+    fsr_loop *loop;
+    ck_assert_int_eq(fsr_loop_new(&loop), 0);
+    fsr_pg_config pc = { .conninfo = d.conninfo, .size = 2 };
+    fsr_pg_pool *pg;
+    fsr_redis *redis;
+    ck_assert_int_eq(fsr_pg_pool_new(loop, &pc, &pg), 0);
+    ck_assert_int_eq(fsr_redis_new(loop, "127.0.0.1", r.port, NULL, &redis), 0);
+    enum {
+        N = 1000
+    };
+    static fsr_job_spec specs[N];
+    const char *odd = "quote\" backslash\\ {brace,comma} NULL";
+    for (int i = 0; i < N; i++)
+        specs[i] = (fsr_job_spec){ .type = "test.effect",
+                                   .payload = odd,
+                                   .payload_len = strlen(odd),
+                                   .max_attempts = 7,
+                                   .request_id = i % 2 ? odd : NULL };
+    /* Refused before anything is sent. */
+    ck_assert_int_eq(
+        fsr_job_enqueue_batch(pg, redis, FSR_JOB_QUEUE_EQUITY, specs, 0, on_batch_enq, NULL),
+        -EINVAL);
+    ck_assert_int_eq(fsr_job_enqueue_batch(pg, redis, FSR_JOB_QUEUE_EQUITY, specs,
+                                           FSR_JOB_BATCH_MAX + 1, on_batch_enq, NULL),
+                     -EINVAL);
+    specs[500].type = "Bad Type";
+    ck_assert_int_eq(
+        fsr_job_enqueue_batch(pg, redis, FSR_JOB_QUEUE_EQUITY, specs, N, on_batch_enq, NULL),
+        -EINVAL);
+    specs[500].type = "test.effect";
+    char(*all)[FSR_JOB_ID_LEN + 1] = calloc(3 * N, sizeof(*all));
+    for (int round = 0; round < 3; round++) {
+        batch_enq b = { .loop = loop, .status = 1 };
+        ck_assert_int_eq(
+            fsr_job_enqueue_batch(pg, redis, FSR_JOB_QUEUE_EQUITY, specs, N, on_batch_enq, &b), 0);
+        fsr_loop_run(loop);
+        ck_assert_int_eq(b.status, 0);
+        ck_assert_uint_eq(b.n, N);
+        ck_assert_int_eq(b.unpublished, 0);
+        ck_assert_int_eq(b.created_s[0], b.created_s[1]);
+        for (int i = 0; i < N; i++) {
+            fsr_job_queue owner;
+            ck_assert_int_eq(fsr_job_id_queue(b.ids[i], &owner), 0);
+            ck_assert_int_eq(owner, FSR_JOB_QUEUE_EQUITY);
+        }
+        memcpy(all[round * N], b.ids, N * sizeof(*all));
+        free(b.ids);
+    }
+    fsr_redis_free(redis);
+    fsr_pg_pool_free(pg);
+    fsr_loop_free(loop);
+    ck_assert_int_eq(pg_int(&d, "SELECT count(*) FROM jobs"), 3 * N);
+    ck_assert_int_eq(redis_int(&r, "XLEN jobs:equity"), 3 * N);
+    ck_assert_int_eq(pg_int(&d,
+                            "SELECT count(*) FROM jobs WHERE id IN ('%s', '%s') AND"
+                            " state = 'QUEUED' AND max_attempts = 7",
+                            all[0], all[3 * N - 1]),
+                     2);
+    ck_assert_int_eq(pg_int(&d, "SELECT count(*) FROM jobs WHERE payload = convert_to("
+                                "'quote\" backslash\\ {brace,comma} NULL', 'UTF8')"),
+                     3 * N);
+    ck_assert_int_eq(pg_int(&d, "SELECT count(*) FROM jobs WHERE request_id ="
+                                " 'quote\" backslash\\ {brace,comma} NULL'"),
+                     3 * N / 2);
+    ck_assert_int_eq(pg_int(&d, "SELECT count(*) FROM jobs WHERE request_id IS NULL"), 3 * N / 2);
+
+    proc w;
+    worker_start(&w, "batch", &d, &r, NULL);
+    ck_assert_int_eq(
+        wait_count(&d, 3 * N, 60000, "SELECT count(*) FROM jobs WHERE state = 'SUCCEEDED'"), 3 * N);
+    ck_assert_int_eq(pg_int(&d, "SELECT count(DISTINCT job_id) FROM test_job_effects"), 3 * N);
+    ck_assert_int_eq(pg_int(&d, "SELECT count(*) FROM test_job_effects"), 3 * N);
+    ck_assert_int_eq(stop_pid(w.pid, SIGTERM, 15000), 0);
+    free(all);
+    stop_pid(r.pid, SIGKILL, 5000);
+}
+END_TEST
+
 static Suite *worker_suite(void)
 {
     Suite *s = suite_create("worker");
@@ -1391,6 +2159,21 @@ static Suite *worker_suite(void)
     tc = tcase_create("getjob");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_worker_getjob_routed_by_owner);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("schedule");
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, test_worker_schedule_two_replicas_one_job_per_period);
+    tcase_add_test(tc, test_worker_schedule_missed_daily_run_caught_up_once);
+    tcase_add_test(tc, test_worker_schedule_bad_config_refused);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("ops_jobs");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_worker_fi_eod_reprice);
+    tcase_add_test(tc, test_worker_pf_idempotency_cleanup);
+    tcase_add_test(tc, test_worker_dead_consumers_removed);
+    tcase_add_test(tc, test_worker_enqueue_batch);
     suite_add_tcase(s, tc);
     return s;
 }

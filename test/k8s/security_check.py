@@ -55,6 +55,10 @@ def expected_edges(monitoring=False, optional=False):
         e |= {('worker-' + s, 'postgres-' + s, 5432), ('worker-' + s, 'redis-' + s, 6379)}
         e |= {('migrate-' + s, 'postgres-' + s, 5432), ('backup-postgres', 'postgres-' + s, 5432)}
     e |= {('portfolio', 'equity', 8001), ('portfolio', 'fixed-income', 8002)}
+    e.add(('fixed-income', 'portfolio', 8003))  # CountHolders before DeleteBond
+    e.add(('equity', 'portfolio', 8003))  # CountHolders before DeleteEquity
+    e.add(('worker-equity', 'redis-shared', 6379))  # price.updated after a CSV import
+    e.add(('gateway', 'redis-shared', 6379))  # key.revoked (revoked API keys)
     if monitoring:
         e |= {('prometheus', n, p) for n, p in FSR_DEPLOYMENTS.items()}
     if optional:

@@ -219,14 +219,15 @@ START_TEST(test_stubs_bind_table)
 
     const fsr_method *get = row(svc, "GetEquity");
     ck_assert_ptr_nonnull(get->handler);
-    ck_assert_uint_eq(get->flags, FSR_M_IDEMPOTENT); // NO_SIDE_EFFECTS
+    ck_assert_uint_eq(get->flags, FSR_M_IDEMPOTENT | FSR_M_NO_SIDE_EFFECTS);
     ck_assert_uint_eq(get->deadline_ms, 200);
     const fsr_method *create = row(svc, "CreateEquity");
     ck_assert_ptr_nonnull(create->handler);
     ck_assert_uint_eq(create->flags, 0);
     ck_assert_uint_eq(create->deadline_ms, 0);
     ck_assert_uint_eq(row(svc, "DeleteEquity")->flags, FSR_M_IDEMPOTENT); // IDEMPOTENT
-    ck_assert_uint_eq(row(svc, "WatchQuotes")->flags, FSR_M_IDEMPOTENT | FSR_M_SERVER_STREAM);
+    ck_assert_uint_eq(row(svc, "WatchQuotes")->flags,
+                      FSR_M_IDEMPOTENT | FSR_M_NO_SIDE_EFFECTS | FSR_M_SERVER_STREAM);
     ck_assert_ptr_nonnull(row(svc, "WatchQuotes")->handler);
     // NULL handlers leave the row's handler NULL: the runtime answers UNIMPLEMENTED.
     ck_assert_ptr_null(row(svc, "ListEquities")->handler);
@@ -573,7 +574,7 @@ START_TEST(test_stubs_routes_match_descriptors)
     ck_assert_str_eq(q->path, EQUITY_V1_EQUITY_SERVICE_GET_QUOTE_PATH);
     ck_assert_ptr_eq(q->input, &equity__v1__get_quote_request__descriptor);
     ck_assert_ptr_eq(q->output, &equity__v1__quote__descriptor);
-    ck_assert_uint_eq(q->flags, FSR_M_IDEMPOTENT);
+    ck_assert_uint_eq(q->flags, FSR_M_IDEMPOTENT | FSR_M_NO_SIDE_EFFECTS);
     const fsr_route *ba = find_route("POST", "/bonds/analytics");
     ck_assert_ptr_nonnull(ba);
     ck_assert_str_eq(ba->body, "*");

@@ -153,6 +153,38 @@ START_TEST(test_validate_decimal_invalid)
 }
 END_TEST
 
+START_TEST(test_validate_decimal_cmp)
+{
+    static const struct {
+        const char *a, *b;
+        int want;
+    } cases[] = {
+        { "1", "1", 0 },
+        { "1.50", "1.5", 0 },
+        { "007", "7", 0 },
+        { "+2", "2.000", 0 },
+        { "0", "0.0", 0 },
+        { "0.001", "0", 1 },
+        { "10", "9.99", 1 },
+        { "9.99", "10", -1 },
+        { "100.5", "100.49", 1 },
+        { "100.049", "100.05", -1 },
+        { "0.1", "0.09", 1 },
+        { "123456789012345678", "123456789012345679", -1 },
+        { "1.0000000001", "1", 1 },
+        { "0010.10", "10.1", 0 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int c = fsr_decimal_cmp(cases[i].a, cases[i].b);
+        int r = fsr_decimal_cmp(cases[i].b, cases[i].a);
+        ck_assert_msg((c > 0) - (c < 0) == cases[i].want, "%s vs %s: %d", cases[i].a, cases[i].b,
+                      c);
+        ck_assert_msg((r > 0) - (r < 0) == -cases[i].want, "%s vs %s: %d", cases[i].b, cases[i].a,
+                      r);
+    }
+}
+END_TEST
+
 START_TEST(test_validate_date)
 {
     int y = 0, m = 0, d = 0;
@@ -344,6 +376,7 @@ static Suite *validate_suite(void)
     tc = tcase_create("decimal");
     tcase_add_test(tc, test_validate_decimal_valid);
     tcase_add_test(tc, test_validate_decimal_invalid);
+    tcase_add_test(tc, test_validate_decimal_cmp);
     suite_add_tcase(s, tc);
     tc = tcase_create("time");
     tcase_add_test(tc, test_validate_date);

@@ -43,6 +43,9 @@ typedef struct fsr_app_config {
     fsr_http_handler http_handler;
     /* Optional readiness in addition to the database (e.g. upstreams). */
     int (*ready)(fsr_app_ctx *ctx);
+    /* Optional authorization of every gRPC call before dispatch (fsr_server_config's
+     * authorize; e.g. fsr_authorize_client_reads() in a wrapper). */
+    fsr_code (*authorize)(const fsr_call *call, const char **message);
 } fsr_app_config;
 
 /*

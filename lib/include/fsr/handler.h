@@ -68,4 +68,16 @@ static inline const char *fsr_caller_scope(const fsr_caller *c)
     return c->role == FSR_ROLE_CLIENT || c->role == FSR_ROLE_DATA ? c->client_id : NULL;
 }
 
+/*
+ * An authorization policy for fsr_app_config.authorize (defense in depth behind the
+ * gateway, which already refuses such requests): a caller whose x-client-role is present
+ * and is not "admin" or "data" -- a "client", or anything unknown -- may call only methods
+ * marked NO_SIDE_EFFECTS (FSR_M_NO_SIDE_EFFECTS) and the methods named in |open| (|n_open|
+ * method names, e.g. stateless calculations).  A call without x-client-role (an internal
+ * caller) may call everything.  Returns FSR_OK, or FSR_PERMISSION_DENIED with a static
+ * message in *|message|.
+ */
+fsr_code fsr_authorize_client_reads(const fsr_call *call, const char *const *open, size_t n_open,
+                                    const char **message);
+
 #endif /* FSR_HANDLER_H */

@@ -177,6 +177,35 @@ typedef void (*fsr_job_enqueue_cb)(const fsr_job_info *info, int status, void *a
 int fsr_job_enqueue(fsr_pg_pool *pg, fsr_redis *redis, fsr_job_queue q, const fsr_job_spec *spec,
                     fsr_job_enqueue_cb cb, void *arg);
 
+/* Most jobs one fsr_job_enqueue_batch() call takes. */
+#define FSR_JOB_BATCH_MAX 10000
+
+/*
+ * Completion of fsr_job_enqueue_batch().  |status| is 0 when every row is committed: then
+ * |infos| holds |n| entries, in the order of the specs (each job runs even if its
+ * |published| is false).  Otherwise |status| is the fsr_pg_query() status of the INSERT,
+ * nothing was created, and |infos| is NULL.  |infos| is valid during the callback only.
+ */
+typedef void (*fsr_job_enqueue_batch_cb)(const fsr_job_info *infos, size_t n, int status,
+                                         void *arg);
+
+/*
+ * Creates |n| jobs of queue |q| at once, one per spec of |specs| (1..FSR_JOB_BATCH_MAX):
+ * ONE INSERT ... SELECT FROM unnest(...) of all rows (one round trip, one commit: all or
+ * none), then, once committed, the XADDs of their envelopes sent back to back on |redis|
+ * (one pipeline); |cb| runs when every reply is in.  |redis| may be NULL (a worker's
+ * requeue sweep publishes them).  Several times the throughput of |n| fsr_job_enqueue()
+ * calls: one commit instead of |n| (docs/PERFORMANCE.md, "Worker").
+ *
+ * If this returns 0, |cb| runs exactly once, later, from the loop.  Returns 0, or -EINVAL
+ * (a NULL argument, |n| 0 or above FSR_JOB_BATCH_MAX, or any spec that fsr_job_prepare()
+ * refuses: nothing is written), FSR_E_POOL or FSR_E_CLOSED as fsr_pg_query() does (|cb|
+ * never runs).
+ */
+int fsr_job_enqueue_batch(fsr_pg_pool *pg, fsr_redis *redis, fsr_job_queue q,
+                          const fsr_job_spec *specs, size_t n, fsr_job_enqueue_batch_cb cb,
+                          void *arg);
+
 /*
  * A jobs.v1.Job in |arena| for a just-enqueued job (state QUEUED, attempts 0), the reply
  * of an API call that starts a job (ImportPrices, an asynchronous Calculate).

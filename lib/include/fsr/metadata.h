@@ -26,4 +26,13 @@ int fsr_md_is_binary(const char *key);
  */
 int fsr_md_key_is_custom(const char *key);
 
+/*
+ * Trailer a service adds to an UNAVAILABLE status that it answers itself because a service
+ * IT depends on is down or timed out (value: that service, e.g. "fixed_income"); the
+ * status message then names the service ("fixed income service unavailable").  Without it
+ * UNAVAILABLE means the called service itself could not be reached, and the gateway marks
+ * the replica down, may retry elsewhere and answers with the called service's name.
+ */
+#define FSR_MD_DEPENDENCY_UNAVAILABLE "fsr-dependency-unavailable"
+
 #endif /* FSR_METADATA_H */

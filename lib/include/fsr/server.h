@@ -32,8 +32,10 @@ typedef void (*fsr_handler)(fsr_call *call, const ProtobufCMessage *req);
 
 /* Method flags. */
 enum {
-    FSR_M_IDEMPOTENT = 1 << 0,    /* safe to retry (no side effects, or idempotent) */
-    FSR_M_SERVER_STREAM = 1 << 1, /* server-streaming: many responses */
+    FSR_M_IDEMPOTENT = 1 << 0,      /* safe to retry (no side effects, or idempotent) */
+    FSR_M_SERVER_STREAM = 1 << 1,   /* server-streaming: many responses */
+    FSR_M_NO_SIDE_EFFECTS = 1 << 2, /* a read: idempotency_level NO_SIDE_EFFECTS (with
+                                       FSR_M_IDEMPOTENT); authorization policies key on it */
 };
 
 /* One row of a service's method table. */
@@ -94,6 +96,16 @@ typedef struct fsr_server_config {
      */
     fsr_http_handler http_handler;
     void *http_arg;
+
+    /*
+     * Optional authorization of gRPC calls: runs on the loop thread for every call whose
+     * method is registered, once its request has fully arrived and before it is decoded
+     * or its handler runs.  It may read the call's method (fsr_call_method(), flags
+     * included), path and metadata.  Returns FSR_OK to dispatch, or the code the call is
+     * refused with (e.g. FSR_PERMISSION_DENIED) after setting *|message| to a client-safe
+     * static string.  NULL: every call is dispatched.
+     */
+    fsr_code (*authorize)(const fsr_call *call, const char **message);
 } fsr_server_config;
 
 /*

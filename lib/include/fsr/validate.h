@@ -68,6 +68,14 @@ bool fsr_isin_shaped(const char *s);
 int fsr_decimal_check(const char *s, int *sign, const char **why);
 
 /*
+ * Compares two non-negative decimals exactly (no double): returns <0, 0 or >0 as |a| is
+ * below, equal to or above |b| ("1.50" equals "1.5", "007" equals "7").  Both must be
+ * accepted by fsr_decimal_check() with a sign >= 0 (a leading '+' is allowed); anything
+ * else gives an unspecified order.
+ */
+int fsr_decimal_cmp(const char *a, const char *b);
+
+/*
  * Parses a calendar date "YYYY-MM-DD" (exactly 10 characters, year 0001..9999, a real day
  * of the Gregorian calendar: "2023-02-29" is refused, "2024-02-29" accepted).  Returns 0 and
  * sets the out-params (each may be NULL), or -EINVAL (out-params untouched).  Valid dates
