@@ -104,7 +104,8 @@ struct fsr_call {
     unsigned headers_sent : 1; /* response headers submitted */
     unsigned deferred : 1;     /* data provider returned DEFERRED */
     unsigned cancelled : 1;
-    unsigned closed : 1; /* stream closed */
+    unsigned in_cancel_cb : 1; /* running on_cancel: the call may not be freed under it */
+    unsigned closed : 1;       /* stream closed */
     unsigned recorded : 1;
     unsigned remote_closed : 1; /* the client sent END_STREAM */
     unsigned bad_ct : 1;        /* a gRPC path with a non-gRPC content-type: 415 */
@@ -244,7 +245,10 @@ static void call_cancel(fsr_call *call)
     if (call->on_cancel != NULL && call->dispatched && !call->handler_done) {
         void (*cb)(fsr_call *, void *) = call->on_cancel;
         call->on_cancel = NULL;
+        /* The callback may finish the call; its caller frees it afterwards. */
+        call->in_cancel_cb = 1;
         cb(call, call->on_cancel_arg);
+        call->in_cancel_cb = 0;
     }
 }
 
@@ -616,7 +620,7 @@ static void call_unlink(fsr_call *call)
 /* Frees the call once the stream is closed and no handler still owns it. */
 static void call_maybe_free(fsr_call *call)
 {
-    if (!call->closed)
+    if (!call->closed || call->in_cancel_cb)
         return;
     if (call->dispatched && !call->handler_done)
         return;

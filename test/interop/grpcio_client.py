@@ -225,6 +225,17 @@ def case_13_cancel_then_serve(t):
     assert t.stub.Echo(t.pb.EchoRequest(message="x"), timeout=5).message == "x"
 
 
+def case_13b_finish_inside_cancel_callback(t):
+    # The handler finishes the call from its on_cancel callback while the runtime is
+    # tearing the stream down (a use-after-free before the fix; ASan builds catch it).
+    for _ in range(20):
+        f = t.stub.Echo.future(t.pb.EchoRequest(message="finish-on-cancel", sleep_ms=2000),
+                               timeout=10)
+        time.sleep(0.02)
+        assert f.cancel()
+    assert t.stub.Echo(t.pb.EchoRequest(message="z"), timeout=5).message == "z"
+
+
 def case_14_stream_cancelled_by_client(t):
     it = t.stub.Stream(t.pb.EchoRequest(stream_count=1000, sleep_ms=10), timeout=10)
     assert next(it).index == 0

@@ -98,6 +98,15 @@ static void arm(pending *p, event_callback_fn fn, int ms)
     event_add(p->timer, &tv);
 }
 
+/* message "finish-on-cancel": the handler finishes the call inside its cancel callback. */
+static void on_echo_cancel(fsr_call *call, void *arg)
+{
+    pending *p = arg;
+    event_free(p->timer);
+    p->timer = NULL;
+    fsr_call_finish(call, FSR_CANCELLED, NULL);
+}
+
 static void echo(fsr_call *call, const ProtobufCMessage *msg)
 {
     const Fsrtest__V1__EchoRequest *req = (const Fsrtest__V1__EchoRequest *)msg;
@@ -106,6 +115,8 @@ static void echo(fsr_call *call, const ProtobufCMessage *msg)
         p->call = call;
         p->req = req;
         arm(p, on_echo_timer, req->sleep_ms);
+        if (strcmp(req->message, "finish-on-cancel") == 0)
+            fsr_call_on_cancel(call, on_echo_cancel, p);
         return;
     }
     finish_echo(call, req);
