@@ -23,9 +23,10 @@ FSR_DEB_PACKAGES=(
     redis-server postgresql postgresql-client
     python3 python3-grpcio python3-protobuf python3-grpc-tools protobuf-compiler-grpc
     libgrpc++-dev nghttp2-client golang-github-gogo-googleapis-dev
-    prometheus clang-format cppcheck curl ca-certificates nodejs npm jq procps iproute2
+    prometheus clang-format cppcheck curl wrk ca-certificates nodejs npm jq procps iproute2
     kubernetes-client python3-yaml python3-jsonschema
     quantlib-python python3-numpy python3-scipy
+    clang libclang-rt-14-dev # libFuzzer targets (make fuzz; their corpus replay in make test)
 )
 export FSR_DEB_PACKAGES_LIST="${FSR_DEB_PACKAGES[*]}"
 

@@ -415,12 +415,26 @@ typedef struct update_op {
     Equity__V1__Equity *e;
 } update_op;
 
+/*
+ * Publishes equity.updated {"id"} on the shared Redis after an update (symbol, lot size,
+ * currency...): the portfolio service drops its cached market data of the equity.  Fire and
+ * forget; a lost event costs at most the cache's freshness window (market_cache.c).
+ */
+static void publish_equity_updated(fsr_call *call, const char *id)
+{
+    fsr_redis *shared = fsr_app_ctx_of(call)->shared;
+    if (shared == NULL ||
+        fsr_redis_command(shared, NULL, NULL, "PUBLISH equity.updated {\"id\":\"%s\"}", id) != 0)
+        FSR_WARN("equity.updated for equity %s not published", id);
+}
+
 static void on_update_invalidated(const redisReply *reply, int status, void *arg)
 {
     (void)reply;
     update_op *op = arg;
     if (status != 0)
         FSR_WARN("invalidate quote of equity %s: %s", op->id, fsr_strerror(status));
+    publish_equity_updated(op->call, op->e->id);
     equity_v1_equity_service_update_equity_reply(op->call, op->e);
 }
 
@@ -460,6 +474,7 @@ static void on_updated(const fsr_pg_result *res, void *arg)
     int rv = eq_quote_invalidate(fsr_app_ctx_of(call), op->id, on_update_invalidated, op);
     if (rv != 0) {
         FSR_WARN("invalidate quote of equity %s: %s", op->id, fsr_strerror(rv));
+        publish_equity_updated(call, op->e->id);
         equity_v1_equity_service_update_equity_reply(call, op->e);
     }
 }

@@ -557,7 +557,8 @@ static const fsr_pg_stmt st_fence = {
 static const fsr_pg_stmt st_succeeded = {
     "wk_succeeded",
     "UPDATE jobs j SET state = 'SUCCEEDED', result = u.res::jsonb, error = NULL,"
-    " finished_at = now(), lease_until = NULL, next_run_at = NULL, updated_at = now()"
+    " finished_at = clock_timestamp(), lease_until = NULL, next_run_at = NULL,"
+    " updated_at = clock_timestamp()"
     " FROM unnest($1::uuid[], $2::integer[], $3::text[]) AS u(id, att, res)"
     " WHERE j.id = u.id AND j.attempts = u.att AND j.state = 'RUNNING'",
 };
@@ -567,7 +568,8 @@ static const fsr_pg_stmt st_failed = {
     "UPDATE jobs j SET state = CASE WHEN u.dead THEN 'DEAD' ELSE 'FAILED' END, error = u.err,"
     " next_run_at = CASE WHEN u.dead THEN NULL"
     " ELSE now() + u.delay * interval '1 millisecond' END,"
-    " finished_at = CASE WHEN u.dead THEN now() END, lease_until = NULL, updated_at = now()"
+    " finished_at = CASE WHEN u.dead THEN clock_timestamp() END, lease_until = NULL,"
+    " updated_at = clock_timestamp()"
     " FROM unnest($1::uuid[], $2::integer[], $3::text[], $4::boolean[], $5::integer[])"
     " AS u(id, att, err, dead, delay)"
     " WHERE j.id = u.id AND j.attempts = u.att AND j.state = 'RUNNING'",
