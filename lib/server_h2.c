@@ -58,7 +58,19 @@ struct srv_conn {
     bool closed;  /* close requested; freed at a safe point */
     bool goaway;  /* drain GOAWAY sent */
     int64_t last_active;
+    double rst_tokens; /* stream resets the client may still send (rapid-reset budget) */
+    int64_t rst_at_us; /* when rst_tokens was last refilled */
 };
+
+/*
+ * Rapid reset (CVE-2023-44487): every HEADERS+RST_STREAM pair costs a dispatch (the gateway:
+ * an upstream call) for nothing.  nghttp2's own limit (set below) only notices after the
+ * rest of the read buffer has been parsed -- thousands of pairs in a 64 KiB read -- so the
+ * runtime keeps its own token bucket and stops parsing at the first reset over budget.  A
+ * real client cancels a few calls a second; 200 at once, then 33 a second, is generous.
+ */
+#define SRV_RST_BURST      200.0
+#define SRV_RST_PER_SECOND 33.0
 
 struct fsr_call {
     fsr_arena arena;
@@ -109,6 +121,7 @@ struct fsr_call {
     unsigned recorded : 1;
     unsigned remote_closed : 1; /* the client sent END_STREAM */
     unsigned bad_ct : 1;        /* a gRPC path with a non-gRPC content-type: 415 */
+    unsigned free_deferred : 1; /* call_free() is queued on the loop's deferred point */
 };
 
 static void conn_close(srv_conn *c);
@@ -455,6 +468,15 @@ static void call_send_status(fsr_call *call)
     resume(call);
 }
 
+static void call_free(fsr_call *call);
+
+static void on_deferred_call_free(void *arg)
+{
+    fsr_call *call = arg;
+    call->free_deferred = 0;
+    call_maybe_free(call);
+}
+
 static void finish(fsr_call *call, fsr_code code, const char *message)
 {
     if (call->handler_done)
@@ -467,7 +489,17 @@ static void finish(fsr_call *call, fsr_code code, const char *message)
         call->message = message != NULL ? fsr_arena_strdup(&call->arena, message) : NULL;
         call_send_status(call);
     }
-    call_maybe_free(call);
+    /*
+     * Never freed here: the handler finishing its call usually has memory from the call's
+     * arena on its stack (an op it goes on to read, a callback to its own caller that got
+     * "failed" -- svc_portfolio/market_cache.c did exactly that).  When the stream is already
+     * gone (deadline passed, client reset) the call would otherwise be freed right now, so the
+     * free waits for the loop's deferred point (STYLE 5).
+     */
+    if (call->closed && !call->free_deferred) {
+        call->free_deferred = 1;
+        fsr_loop_defer(call->w->loop, on_deferred_call_free, call);
+    }
 }
 
 void fsr_call_finish(fsr_call *call, fsr_code code, const char *message)
@@ -620,7 +652,7 @@ static void call_unlink(fsr_call *call)
 /* Frees the call once the stream is closed and no handler still owns it. */
 static void call_maybe_free(fsr_call *call)
 {
-    if (!call->closed || call->in_cancel_cb)
+    if (!call->closed || call->in_cancel_cb || call->free_deferred)
         return;
     if (call->dispatched && !call->handler_done)
         return;
@@ -926,9 +958,32 @@ static void http_collect_headers(fsr_call *call)
     snprintf(r->request_id, sizeof(r->request_id), "%s", call->request_id);
 }
 
+/* Takes one reset from |c|'s budget; false when it is spent. */
+static bool rst_budget_take(srv_conn *c)
+{
+    int64_t now = fsr_now_us();
+    c->rst_tokens += (double)(now - c->rst_at_us) * (SRV_RST_PER_SECOND / 1e6);
+    if (c->rst_tokens > SRV_RST_BURST)
+        c->rst_tokens = SRV_RST_BURST;
+    c->rst_at_us = now;
+    if (c->rst_tokens < 1.0)
+        return false;
+    c->rst_tokens -= 1.0;
+    return true;
+}
+
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
-    (void)user_data;
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+        srv_conn *c = user_data;
+        if (rst_budget_take(c))
+            return 0;
+        FSR_WARN("h2: too many stream resets from one connection: closing it (rapid reset)");
+        nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(session),
+                              NGHTTP2_ENHANCE_YOUR_CALM, NULL, 0);
+        return NGHTTP2_ERR_CALLBACK_FAILURE; /* stop parsing the rest of the read now */
+    }
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
         return 0;
     fsr_call *call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
@@ -1128,6 +1183,8 @@ static int flush(srv_conn *c)
             return -1;
         }
         c->out_off += (size_t)n;
+        if (n > 0)
+            c->last_active = fsr_now_us(); /* the peer is reading: not stalled */
         if (c->out_off == c->out_len)
             c->out_off = c->out_len = 0;
     }
@@ -1222,6 +1279,23 @@ static void conn_close(srv_conn *c)
     fsr_loop_defer(w->loop, conn_free, c);
 }
 
+/*
+ * True if the connection has output it cannot deliver: bytes stuck in our buffer (the peer
+ * stopped reading TCP) or a stream with a queued or finished response (flow-control window
+ * held at zero).  A stream whose handler is still running with nothing to send (a quiet
+ * server stream) is not stalled.
+ */
+static bool conn_stalled(const srv_conn *c)
+{
+    if (c->out_len > c->out_off)
+        return true;
+    for (const fsr_call *call = c->calls; call != NULL; call = call->next) {
+        if (call->oq_head != NULL || call->status_sent)
+            return true;
+    }
+    return false;
+}
+
 static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
 {
     srv_conn *c = arg;
@@ -1236,6 +1310,21 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
         nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
                               nghttp2_session_get_last_proc_stream_id(c->session), NGHTTP2_NO_ERROR,
                               (const uint8_t *)"idle", 4);
+        flush(c);
+        conn_close(c);
+        return;
+    }
+    /*
+     * A peer that holds its window at zero (or stops reading) pins its streams, their queued
+     * responses and the socket for ever: with nothing read and nothing written for the idle
+     * timeout, close it as a write timeout.  Reads and write progress refresh last_active.
+     */
+    if (c->n_calls > 0 && fsr_now_us() - c->last_active >= idle_us && conn_stalled(c)) {
+        FSR_DEBUG("h2 connection stalled for %u ms with undeliverable output: closing",
+                  c->w->srv->cfg.idle_timeout_ms);
+        nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(c->session), NGHTTP2_NO_ERROR,
+                              (const uint8_t *)"write timeout", 13);
         flush(c);
         conn_close(c);
         return;
@@ -1262,6 +1351,15 @@ static void h2_init_once(void)
     /* Bound the queues a peer can grow with SETTINGS/PING floods. */
     nghttp2_option_set_max_outbound_ack(h2_opt, 1000);
     nghttp2_option_set_max_settings(h2_opt, 32);
+    /*
+     * Rapid reset (CVE-2023-44487): a token bucket on incoming RST_STREAM, GOAWAY when empty;
+     * CONTINUATION flood (CVE-2024-27316/28182): at most 8 CONTINUATION frames per header
+     * block.  Both are nghttp2's defaults in Debian 12's 1.52.0-1+deb12u2 (backported from
+     * 1.57/1.61); set explicitly so the bound is ours, not a default's.  test/integration/
+     * h2_abuse.py proves both.
+     */
+    nghttp2_option_set_stream_reset_rate_limit(h2_opt, 1000, 33);
+    nghttp2_option_set_max_continuations(h2_opt, 8);
     h2_cbs = cb;
 }
 
@@ -1327,6 +1425,8 @@ void fsr__conn_accept(srv_worker *w, int fd, const struct sockaddr *sa, socklen_
     srv_conn *c = fsr_xcalloc(1, sizeof(*c));
     c->w = w;
     c->fd = fd;
+    c->rst_tokens = SRV_RST_BURST;
+    c->rst_at_us = fsr_now_us();
     memcpy(&c->sa, sa, salen);
     c->salen = salen;
     struct event_base *base = fsr_loop_base(w->loop);

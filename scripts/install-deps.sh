@@ -25,6 +25,7 @@ FSR_DEB_PACKAGES=(
     libgrpc++-dev nghttp2-client golang-github-gogo-googleapis-dev
     prometheus clang-format cppcheck curl wrk ca-certificates nodejs npm jq procps iproute2
     kubernetes-client python3-yaml python3-jsonschema
+    python3-h2 # hpack for test/integration/h2_abuse.py
     quantlib-python python3-numpy python3-scipy
     clang libclang-rt-14-dev # libFuzzer targets (make fuzz; their corpus replay in make test)
 )

@@ -181,6 +181,8 @@ int main(void)
         .grace_ms = 3000,
         .header_timeout_ms =
             getenv("HEADER_TIMEOUT_MS") ? (uint32_t)atoi(getenv("HEADER_TIMEOUT_MS")) : 0,
+        .idle_timeout_ms =
+            getenv("IDLE_TIMEOUT_MS") ? (uint32_t)atoi(getenv("IDLE_TIMEOUT_MS")) : 0,
     };
     fsr_server *srv;
     if (fsr_server_new(&cfg, &srv) != 0 || fsr_server_add_service(srv, &test_service) != 0)
