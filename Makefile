@@ -8,7 +8,7 @@ STACK := BUILD_DIR=$(BUILD) scripts/stack.sh
 .DEFAULT_GOAL := help
 .PHONY: help deps build up down restart status health logs logs-equity logs-fi logs-portfolio \
 	logs-gateway test test-asan db-migrate shell-equity shell-fi shell-portfolio backup clean \
-	bench lint format demo-data restore scale-equity scale-fi scale-portfolio
+	bench lint format demo-data restore scale-equity scale-fi scale-portfolio fuzz
 
 # `make scale-equity 3`: the word after a scale-* goal is its N (so make must not build it);
 # `make scale-equity N=3` works too.
@@ -107,6 +107,21 @@ demo-data: ## (re)load the demo data through the gateway
 
 bench: ## build, then h2load fsr vs a C++ gRPC server; tables in build/bench-results.md
 	@scripts/bench.sh $(BUILD)
+
+FUZZ_SECONDS ?= 60
+fuzz: ## libFuzzer (clang, build-fuzz/): each target FUZZ_SECONDS (60) over test/fuzz/corpus/
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh run
+
+# `make soak SOAK_SECONDS=180`: the long form of the load test against its own throwaway
+# PostgreSQL/Redis and processes; RSS and open fds of every process sampled every 10 s.
+SOAK_SECONDS ?= 600
+soak: build ## 10-min wrk soak through the gateway (SOAK_SECONDS): 0 errors, p99, flat RSS/fds
+	@test/integration/with_deps.sh --pg --redis -- /usr/bin/python3 test/load/load.py \
+	  --gateway $(BUILD)/rest_gateway/fsr-gateway --equity $(BUILD)/svc_equity/fsr-equity \
+	  --fi $(BUILD)/svc_fixed_income/fsr-fixed-income \
+	  --portfolio $(BUILD)/svc_portfolio/fsr-portfolio \
+	  --duration $(SOAK_SECONDS) --soak --json-out $(BUILD)/soak-results.json; rc=$$?; \
+	  echo "soak: figures in $(BUILD)/soak-results.json"; exit $$rc
 
 lint: ## clang-format check, cppcheck, shellcheck
 	@scripts/lint.sh

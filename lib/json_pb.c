@@ -1980,6 +1980,14 @@ static void w_double(ctx *c, double d)
         w_i64(c, (int64_t)d); // fast path for whole numbers
         return;
     }
+    if (d == 0) {
+        /*
+         * Negative zero: "-0.0", not "-0", which jansson reads back as the integer 0 and so
+         * loses the sign (found by test/fuzz/fuzz_json_pb.c: a JSON round trip dropped it).
+         */
+        w_put(c, "-0.0", 4);
+        return;
+    }
     /*
      * Fast path for prices and rates: the fewest decimals k <= 9 such that d is the double
      * nearest to N / 10^k.  N and 10^k are exact doubles (N < 2^53), so N / 10^k is the
@@ -2022,7 +2030,7 @@ static void w_double(ctx *c, double d)
 
 static void w_float(ctx *c, float f)
 {
-    if (isnan(f) || isinf(f) || (f == truncf(f) && fabsf(f) < 1e7f && !(f == 0 && signbit(f)))) {
+    if (isnan(f) || isinf(f) || (f == truncf(f) && fabsf(f) < 1e7f)) { // -0 too: "-0.0"
         w_double(c, f);
         return;
     }

@@ -468,8 +468,6 @@ static void call_send_status(fsr_call *call)
     resume(call);
 }
 
-static void call_free(fsr_call *call);
-
 static void on_deferred_call_free(void *arg)
 {
     fsr_call *call = arg;

@@ -190,9 +190,13 @@ fail:
  */
 int fsr_decimal_cmp(const char *a, const char *b)
 {
-    if (*a == '+')
+    /*
+     * Signs: with sign >= 0 a '-' can only stand before a zero ("-0.00"), which must equal
+     * every other zero (found by test/fuzz/fuzz_validate.c: "00" vs "-0.00" was unequal).
+     */
+    if (*a == '+' || *a == '-')
         a++;
-    if (*b == '+')
+    if (*b == '+' || *b == '-')
         b++;
     while (*a == '0' && a[1] != '.' && a[1] != '\0')
         a++;

@@ -892,8 +892,21 @@ static void health_finish(gw_health *h)
         if (w_ > 0)                                                                                \
             n = n + (size_t)w_ < cap ? n + (size_t)w_ : cap - 1;                                   \
     } while (0)
-    HEALTH_PUT("{\"status\":\"%s\",\"gateway\":\"SERVING\",\"services\":{",
-               all ? "SERVING" : "DEGRADED");
+    /*
+     * Redis is a cache (and the key.revoked channel): without it reads fall back to
+     * PostgreSQL, so its loss makes the platform DEGRADED but still 200 -- only an upstream
+     * service that does not serve makes /health 503.  Observed through the gateway's own
+     * SHARED_REDIS connection; "redis" is absent when the gateway has none.
+     */
+    const char *redis = NULL;
+    if (h->t != NULL && h->t->shared != NULL)
+        redis = fsr_redis_is_connected(h->t->shared) ? "SERVING" : "UNAVAILABLE";
+    bool redis_ok = redis == NULL || strcmp(redis, "SERVING") == 0;
+    HEALTH_PUT("{\"status\":\"%s\",\"gateway\":\"SERVING\",",
+               all && redis_ok ? "SERVING" : "DEGRADED");
+    if (redis != NULL)
+        HEALTH_PUT("\"redis\":\"%s\",", redis);
+    HEALTH_PUT("\"services\":{");
     for (int i = 0; i < GW_UP_COUNT; i++)
         HEALTH_PUT("%s\"%s\":\"%s\"", i > 0 ? "," : "", gw_upstream_key(i), svc[i]);
     HEALTH_PUT("},\"replicas\":{");

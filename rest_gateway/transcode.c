@@ -177,6 +177,24 @@ static bool path_var_conflicts(const ProtobufCMessage *msg, const char *path, co
     return memcmp(slot, (const char *)tmp + fd->offset, sz) != 0;
 }
 
+/*
+ * POST /imports/prices also takes its CSV as a `text/csv` body (equity.proto): the body then
+ * becomes the request's `csv` field and `exchange` may come as a query parameter.  True when
+ * |ct| is text/csv (any parameters) and |rt| is that route.
+ */
+static bool csv_body_route(const fsr_route *rt, const char *ct)
+{
+    static const char mt[] = "text/csv";
+    if (ct == NULL || rt->input == NULL ||
+        strcmp(rt->input->name, "equity.v1.ImportPricesRequest") != 0)
+        return false;
+    ct = skip_ows(ct);
+    if (strncasecmp(ct, mt, sizeof(mt) - 1) != 0)
+        return false;
+    const char *p = skip_ows(ct + sizeof(mt) - 1);
+    return *p == '\0' || *p == ';';
+}
+
 /* A dotted proto field path in lowerCamelCase ("terms.coupon_rate" -> "terms.couponRate"). */
 static void camel_path(const char *in, char *out, size_t cap)
 {
@@ -205,9 +223,17 @@ int gw_build_request(const fsr_route *rt, const gw_match *m, const gw_http_in *i
     ProtobufCMessage *msg = NULL;
     fsr_json_error jerr;
     bool whole_body = strcmp(rt->body, "*") == 0;
+    bool csv_body = in->body_len > 0 && csv_body_route(rt, in->content_type);
 
     /* 1. The body. */
-    if (in->body_len > 0) {
+    if (csv_body) {
+        if (memchr(in->body, '\0', in->body_len) != NULL) {
+            gw_error_set(err, 400, FSR_INVALID_ARGUMENT, "csv", "must be text",
+                         "csv: must be text (a NUL byte in the body)");
+            return -1;
+        }
+        whole_body = false; /* fields other than csv come as query parameters */
+    } else if (in->body_len > 0) {
         if (rt->body[0] == '\0') {
             gw_error_set(err, 400, FSR_INVALID_ARGUMENT, NULL, NULL,
                          "%s %s takes no request body; send fields as query parameters",
@@ -222,7 +248,12 @@ int gw_build_request(const fsr_route *rt, const gw_match *m, const gw_http_in *i
         }
     }
     int rv;
-    if (whole_body && in->body_len > 0) {
+    if (csv_body) {
+        rv = fsr_pb_new(rt->input, alloc, &msg);
+        if (rv == 0)
+            rv = fsr_pb_set_field_from_string(
+                msg, "csv", fsr_arena_strndup(a, in->body, in->body_len), alloc, &jerr);
+    } else if (whole_body && in->body_len > 0) {
         rv = fsr_json_to_pb(rt->input, in->body, in->body_len, alloc, &msg, &jerr);
     } else {
         rv = fsr_pb_new(rt->input, alloc, &msg);

@@ -365,7 +365,8 @@ cmd_up() {
 
     if http_ok "$GATEWAY_PORT"; then
         say "demo data:"
-        if ! GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" bash "$root/scripts/demo-data.sh"; then
+        if ! GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" DEMO_CLIENT_KEY_FILE="$RUN_DIR/demo_client_key" \
+            bash "$root/scripts/demo-data.sh"; then
             warn "demo-data" "incomplete (see above)"
         fi
     else
@@ -381,6 +382,10 @@ cmd_up() {
 }
 
 summary() {
+    local demo_key="(none yet: make demo-data)"
+    if [ -s "$RUN_DIR/demo_client_key" ]; then
+        demo_key="$(tr -d ' \n' <"$RUN_DIR/demo_client_key")   (role client, owns \"Demo balanced\" and \"Demo income\"; $(rel "$RUN_DIR")/demo_client_key)"
+    fi
     cat <<EOF
 
 The stack (data, pid files and logs in $(rel "$RUN_DIR")/):
@@ -392,6 +397,7 @@ The stack (data, pid files and logs in $(rel "$RUN_DIR")/):
   PostgreSQL       equity :$EQUITY_DB_PORT/$EQUITY_DB_NAME  fixed income :$FI_DB_PORT/$FI_DB_NAME  portfolio :$PORTFOLIO_DB_PORT/$PORTFOLIO_DB_NAME  (user $EQUITY_DB_USER; make shell-equity ...)
   Redis            equity :$EQUITY_REDIS_PORT  fixed income :$FI_REDIS_PORT  shared :$SHARED_REDIS_PORT  portfolio :$PORTFOLIO_REDIS_PORT
   admin API key    $ADMIN_API_KEY   ($admin_key_source)
+  demo client key  $demo_key
   try              curl -H 'Authorization: Bearer $ADMIN_API_KEY' http://localhost:$GATEWAY_PORT/equities
   logs             $(rel "$logs_dir")/<name>.log  (make logs, make logs-equity ...)
   stop             make down

@@ -7,7 +7,7 @@
 # Exit status is non-zero when anything failed.
 #
 # Environment: CI, ASAN (1 = run the sanitizer pass), MESON_TEST_ARGS (extra `meson test`
-# arguments, e.g. "--suite unit"), SKIP_LINT=1, SKIP_DEPS=1.
+# arguments, e.g. "--suite unit"), SKIP_LINT=1, SKIP_DEPS=1, SKIP_FUZZ=1.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,6 +49,19 @@ banner "build (build/)"
 if step build scripts/build.sh build; then
     banner "tests (build/)"
     meson_suite tests build
+fi
+
+# libFuzzer targets (test/fuzz/, scripts/fuzz.sh): a clang build of just those, each committed
+# corpus replayed once under ASan+UBSan.  Fuzzing proper is `make fuzz`.
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+    banner "fuzz corpus replay (build-fuzz/: clang, libFuzzer, address,undefined)"
+    if scripts/fuzz.sh check; then
+        if step build-fuzz scripts/fuzz.sh build; then
+            MESON_TEST_ARGS='' meson_suite fuzz-replay build-fuzz --no-rebuild --suite fuzz
+        fi
+    else
+        echo "skipped: clang or libclang-rt-14-dev missing (scripts/install-deps.sh installs them)"
+    fi
 fi
 
 if [ "${CI:-}" = true ] || [ "${ASAN:-0}" = 1 ]; then

@@ -134,6 +134,9 @@ void fi_bond_analytics(fsr_call *call, const FixedIncome__V1__BondAnalyticsReque
 void fi_get_bond_analytics(fsr_call *call, const FixedIncome__V1__GetBondAnalyticsRequest *req);
 void fi_batch_analytics(fsr_call *call, const FixedIncome__V1__BatchAnalyticsRequest *req);
 
+/* history.c: BatchPriceHistory, stored bonds' priced quotes over a window. */
+void fi_batch_price_history(fsr_call *call, const FixedIncome__V1__BatchPriceHistoryRequest *req);
+
 /* service.c: adds the gRPC services to |srv| (fsr_app_config.register_services). */
 int fi_register_services(fsr_server *srv);
 

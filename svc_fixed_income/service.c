@@ -22,6 +22,7 @@ static const fixed_income_v1_fixed_income_service_handlers fi_handlers = {
     .bond_analytics = fi_bond_analytics,
     .get_bond_analytics = fi_get_bond_analytics,
     .batch_analytics = fi_batch_analytics,
+    .batch_price_history = fi_batch_price_history,
     .deadline_ms = { .create_bond = 2000,
                      .get_bond = 1000,
                      .list_bonds = 2000,
@@ -31,7 +32,8 @@ static const fixed_income_v1_fixed_income_service_handlers fi_handlers = {
                      .list_quotes = 2000,
                      .bond_analytics = 1000,
                      .get_bond_analytics = 1000,
-                     .batch_analytics = 5000 },
+                     .batch_analytics = 5000,
+                     .batch_price_history = 10000 },
 };
 
 /* GET /jobs/{id}: this service's jobs from its database, others' forwarded (lib/jobs.c). */

@@ -110,6 +110,9 @@ static void on_event(const char *pattern, const char *channel, const char *msg, 
     snprintf(key, sizeof(key), "pf:g:%c:%s", strcmp(channel, "bond.updated") == 0 ? 'B' : 'E', id);
     if (t->ctx->redis == NULL || fsr_redis_command(t->ctx->redis, NULL, NULL, "INCR %s", key) != 0)
         FSR_WARN("%s for %s: cannot invalidate the valuation cache", channel, id);
+    /* Past prices changed: the stored performance days from the event's `from` on. */
+    if (strcmp(channel, "equity.updated") != 0)
+        pf_snapshot_on_price_event(t->ctx, id, msg);
     return;
 bad:
     FSR_WARN("%s: unreadable event ignored", channel);

@@ -344,4 +344,24 @@ void pf_create_key(fsr_call *call, const Portfolio__V1__CreateKeyRequest *req);
 void pf_revoke_key(fsr_call *call, const Portfolio__V1__RevokeKeyRequest *req);
 void pf_authenticate(fsr_call *call, const Portfolio__V1__AuthenticateRequest *req);
 
+/*
+ * calc_async.c: Calculate with "async": the caller must see portfolio req->id; enqueues a
+ * "pf.calculate" job (svc_worker/jobs_pf_calc.c) and replies with the QUEUED job.  And the
+ * GetJob handler: a pf.calculate job only for the client it was made for (and admin/internal
+ * callers); a `client` caller sees no other job; then fsr_jobs_get_job().
+ */
+void pf_calculate_async(fsr_call *call, const fsr_caller *who,
+                        const Portfolio__V1__CalculateRequest *req);
+void pf_get_job(fsr_call *call, const Jobs__V1__GetJobRequest *req);
+
+/*
+ * performance.c: GET /portfolios/{id}/performance, over the daily snapshots
+ * (sql/007_snapshots.sql) computed on demand.  pf_snapshot_on_price_event() is called by
+ * market_cache.c's price.updated / bond.updated subscriber with the instrument id and the
+ * event's JSON ({"id","from","to"}): it deletes the stored days from `from` on of every
+ * portfolio whose ledger names the instrument (all of them when `from` is missing).
+ */
+void pf_get_performance(fsr_call *call, const Portfolio__V1__GetPerformanceRequest *req);
+void pf_snapshot_on_price_event(fsr_app_ctx *ctx, const char *id, const char *msg);
+
 #endif /* PF_PORTFOLIO_H */

@@ -24,7 +24,7 @@ static const portfolio_v1_portfolio_service_handlers pf_handlers = {
     .list_transactions = pf_list_transactions,
     .calculate = pf_calculate,
     .rebalance = pf_rebalance,
-    .get_performance = NULL,
+    .get_performance = pf_get_performance,
     .deadline_ms = { .create_portfolio = 2000,
                      .get_portfolio = 1000,
                      .list_portfolios = 2000,
@@ -38,7 +38,9 @@ static const portfolio_v1_portfolio_service_handlers pf_handlers = {
                      .add_transaction = 5000,
                      .list_transactions = 2000,
                      /* rebalance.c: a valuation, then one ledger write */
-                     .rebalance = 10000 },
+                     .rebalance = 10000,
+                     /* performance.c: snapshots, or the ledger replayed over market data */
+                     .get_performance = 30000 },
 };
 
 /* Clients and keys (admin only) and Authenticate, the gateway's key lookup (clients.c). */
@@ -74,7 +76,7 @@ static const portfolio_v1_holdings_service_handlers pf_holdings_handlers = {
 
 /* GET /jobs/{id}: this service's jobs from its database, others' forwarded (lib/jobs.c). */
 static const jobs_v1_job_service_handlers pf_jobs_handlers = {
-    .get_job = fsr_jobs_get_job,
+    .get_job = pf_get_job, /* ownership for clients, then fsr_jobs_get_job (calc_async.c) */
     .deadline_ms = { .get_job = 2000 },
 };
 

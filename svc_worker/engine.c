@@ -726,6 +726,7 @@ void wk_thread_dispose(fsr_app_ctx *ctx)
         else
             FSR_INFO("all jobs in flight finished");
     }
+    wk_pf_calc_thread_dispose(); /* pf.calculate's channel, while the loop exists */
     t->closing = true;
     if (t->index == 0)
         wk_ops_close();

@@ -118,6 +118,7 @@ const wk_job_type wk_job_types[] = {
     /* scheduled daily (scheduler.c); ops.h */
     { "fi.eod_reprice",       wk_fi_eod_reprice,   3,        15000,    0 },
     { "pf.idempotency_cleanup", wk_pf_idempotency_cleanup, 3,  15000,    0 },
+    { "pf.calculate",         wk_pf_calculate,     3,        15000,    0 },
 };
 /* clang-format on */
 const size_t wk_job_types_count = FSR_ARRAY_SIZE(wk_job_types);

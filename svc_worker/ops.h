@@ -70,4 +70,12 @@ void wk_fi_eod_reprice(wk_job *job);
  */
 void wk_pf_idempotency_cleanup(wk_job *job);
 
+/*
+ * pf.calculate (queue portfolio, jobs_pf_calc.c): the asynchronous Calculate; calls the
+ * portfolio service's Calculate with the payload's identity and stores its JSON as the
+ * result.  wk_pf_calc_thread_dispose() closes the thread's channel (wk_thread_dispose()).
+ */
+void wk_pf_calculate(wk_job *job);
+void wk_pf_calc_thread_dispose(void);
+
 #endif /* WK_OPS_H */

@@ -70,9 +70,20 @@ def ok(status, body, what):
     return json.loads(body) if body else None
 
 
-def seed(cl, n_eq, n_bond, psql):
+def history_days(n):
+    """The |n| weekdays ending on AS_OF (the default 5 are 2024-06-10..14)."""
+    from datetime import date, timedelta
+    d, out = date.fromisoformat(AS_OF), []
+    while len(out) < n:
+        if d.weekday() < 5:
+            out.append(d.isoformat())
+        d -= timedelta(days=1)
+    return out[::-1]
+
+
+def seed(cl, n_eq, n_bond, psql, n_days=5):
     rnd = random.Random(6)
-    days = ['2024-06-%02d' % d for d in (10, 11, 12, 13, 14)]
+    days = history_days(n_days)
 
     def equity(i):
         j = ok(*cl.req('POST', '/equities', {
@@ -157,6 +168,8 @@ def main():
     ap.add_argument('--bonds', type=int, default=500)
     ap.add_argument('--warm', type=int, default=300, help='warm requests')
     ap.add_argument('--cold', type=int, default=40, help='cold requests')
+    ap.add_argument('--history-days', type=int, default=5,
+                    help='bars / quotes per instrument (253: a full 252-return risk window)')
     ap.add_argument('--threads', default=os.environ.get('THREADS', '4'),
                     help='service threads (own stack)')
     args = ap.parse_args()
@@ -191,7 +204,7 @@ def main():
 
     cl = Client(url, key)
     t0 = time.time()
-    pid, how = seed(cl, args.equities, args.bonds, psql)
+    pid, how = seed(cl, args.equities, args.bonds, psql, args.history_days)
     seed_s = time.time() - t0
     path = '/portfolios/%s/calculate' % pid
     body = {'asOf': AS_OF}
@@ -203,6 +216,8 @@ def main():
         for k in range(0, len(keys), 500):
             subprocess.run(redis_cmd + ['DEL'] + keys[k:k + 500], capture_output=True)
 
+    last = {}
+
     def timed():
         t = time.perf_counter()
         st, out = cl.req('POST', path, body)
@@ -211,6 +226,8 @@ def main():
         if len(j['constituents']) != args.equities + args.bonds or j.get('stale'):
             raise SystemExit('unexpected valuation: %d constituents, stale %s' %
                              (len(j['constituents']), j.get('stale')))
+        last.clear()
+        last.update(j)
         return ms, len(out)
 
     cold = []
@@ -224,6 +241,8 @@ def main():
         ms, size = timed()
         warm.append(ms)
     print(json.dumps({'constituents': args.equities + args.bonds, 'constituents_via': how,
+                      'history_days': args.history_days,
+                      'risk_observations': (last.get('risk') or {}).get('observations'),
                       'seed_s': round(seed_s, 1), 'response_bytes': size,
                       'warm_ms': summary(warm), 'cold_ms': summary(cold)}))
     return 0

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stack  # noqa: E402
@@ -120,7 +121,8 @@ def main():
     # scripts/demo-data.sh (what `make up` runs) on top: the universe stays as it is.
     if shutil.which('curl') and shutil.which('jq'):
         env = dict(os.environ, GATEWAY_URL='http://127.0.0.1:%d' % s.ports['gateway'],
-                   ADMIN_API_KEY=stack.ADMIN_KEY, DEMO_END=END)
+                   ADMIN_API_KEY=stack.ADMIN_KEY, DEMO_END=END,
+                   DEMO_CLIENT_KEY_FILE=os.path.join(tempfile.mkdtemp(), 'demo_client_key'))
         r = subprocess.run(['bash', os.path.join(a.source_root, 'scripts', 'demo-data.sh')],
                            env=env, capture_output=True, text=True, timeout=600)
         T.ok(r.returncode == 0 and 'demo universe to %s' % END in r.stdout,

@@ -176,6 +176,23 @@ def main():
          'every stored file has its job')
     r = s.req('GET', '/jobs/01900000-0000-8100-8000-000000000000')
     T.ok(r.status == 404, 'unknown job is 404', r)
+
+    # A text/csv body: the gateway puts it in the request's csv field; exchange from the query.
+    r = s.req('POST', '/imports/prices?exchange=XNYS',
+              'symbol,date,open,high,low,close,volume\nIMPAAA,2024-01-05,12,13,11,12.5,700\n',
+              ctype='text/csv; charset=utf-8')
+    T.ok(r.status == 200 and r.json.get('state') == 'QUEUED', 'text/csv body: the QUEUED job', r)
+    j = wait_job(s, r.json['id']) if r.status == 200 else None
+    res = (j.json or {}).get('result', {}) if j is not None else {}
+    bar = stack.psql("SELECT close::float8 FROM price_bars b JOIN equities e ON e.id = b.equity_id"
+                     " WHERE e.symbol = 'IMPAAA' AND e.exchange = 'XNYS'"
+                     " AND b.date = '2024-01-05'", db='equity')
+    T.ok(res.get('accepted') == 1 and res.get('inserted') == 1 and bar == [['12.5']],
+         'text/csv body: imported for the query\'s exchange', res)
+    r = s.req('POST', '/imports/prices', 'x\n', ctype='text/plain')
+    T.ok(r.status == 415, 'another non-JSON type is still 415', r)
+    r = s.req('POST', '/equities', 'a,b\n', ctype='text/csv')
+    T.ok(r.status == 415, 'text/csv on another route is 415', r)
     return T.done()
 
 

@@ -291,3 +291,56 @@ def is_error_body(r, code, field=None):
     if field is None:
         return True
     return any(isinstance(d, dict) and d.get('field') == field for d in j['details'])
+
+
+# ---- the throwaway dependencies themselves (fault injection) -----------------------------
+
+def _deps_sh():
+    return os.environ.get('DEPS_SH') or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), '..', '..', 'scripts', 'deps.sh')
+
+
+def _dep_dir(var, sub):
+    d = os.environ.get(var)
+    if d:
+        return d
+    # Older with_deps.sh: both live side by side in its temp dir.
+    return os.path.join(os.path.dirname(os.environ['TEST_PG_HOST'].rstrip('/')), sub)
+
+
+def _deps(*args):
+    r = subprocess.run([_deps_sh()] + [str(a) for a in args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError('deps.sh %s failed: %s' % (' '.join(map(str, args)), r.stderr))
+
+
+def pg_stop():
+    """Stops with_deps.sh's PostgreSQL (pg_ctl -m fast, as the postgres user)."""
+    _deps('pg-stop', _dep_dir('TEST_PG_DIR', 'pg'))
+
+
+def pg_start():
+    """Starts with_deps.sh's PostgreSQL again on its port, waiting until it accepts."""
+    _deps('pg-start', _dep_dir('TEST_PG_DIR', 'pg'), os.environ['TEST_PG_PORT'])
+
+
+def redis_stop():
+    """Stops with_deps.sh's Redis (SIGTERM; its data is not persisted)."""
+    _deps('redis-stop', _dep_dir('TEST_REDIS_DIR', 'redis'))
+
+
+def redis_start():
+    """Starts with_deps.sh's Redis again on its port (empty)."""
+    _deps('redis-start', _dep_dir('TEST_REDIS_DIR', 'redis'), os.environ['TEST_REDIS_PORT'])
+
+
+def proc_usage(pid):
+    """(threads, open fds, RSS KiB) of |pid| from /proc."""
+    threads = len(os.listdir('/proc/%d/task' % pid))
+    fds = len(os.listdir('/proc/%d/fd' % pid))
+    rss = 0
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                rss = int(line.split()[1])
+    return threads, fds, rss

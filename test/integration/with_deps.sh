@@ -75,6 +75,7 @@ if [ $want_pg = 1 ]; then
     [ $ok = 1 ] || { echo "with_deps: cannot start postgres" >&2; exit 1; }
     export TEST_PG_HOST=$tmp/pg
     export TEST_PG_PORT=$pg_port
+    export TEST_PG_DIR=$tmp/pg # for scripts/deps.sh pg-stop/pg-start
     export TEST_PG_CONNINFO="host=$tmp/pg port=$pg_port dbname=fsr_test user=fsr"
 fi
 if [ $want_redis = 1 ]; then
@@ -90,6 +91,7 @@ if [ $want_redis = 1 ]; then
     [ $ok = 1 ] || { echo "with_deps: cannot start redis" >&2; exit 1; }
     export TEST_REDIS_HOST=127.0.0.1
     export TEST_REDIS_PORT=$redis_port
+    export TEST_REDIS_DIR=$tmp/redis # for scripts/deps.sh redis-stop/redis-start
 fi
 
 "$@"

@@ -289,12 +289,12 @@ START_TEST(test_json_pb_doubles)
     ck_assert(m->values[4] == 3.0);
     ck_assert(m->scalars->f_float == 0.1f);
     free_msg(m);
-    // jansson reads "-0" as the integer 0, but "-0.0" keeps its sign, and renders as -0
+    // jansson reads "-0" as the integer 0, but "-0.0" keeps its sign, and renders as -0.0
     m = parse("{\"values\":[-0.0,-0]}");
     ck_assert(m->values[0] == 0 && signbit(m->values[0]));
     ck_assert(m->values[1] == 0 && !signbit(m->values[1]));
     char *z = render(m, 0);
-    ck_assert_str_eq(z, "{\"values\":[-0,0]}");
+    ck_assert_str_eq(z, "{\"values\":[-0.0,0]}");
     free(z);
     free_msg(m);
     m = parse("{\"values\":[0.1,\"0.30000000000000004\",\"-Infinity\",1e21,3],"
@@ -352,6 +352,30 @@ START_TEST(test_json_pb_doubles)
     expect_error("{\"values\":[\"nan\"]}", "values[0]", "invalid value for double");
     expect_error("{\"values\":[\"0x10\"]}", "values[0]", "invalid value for double");
     expect_error("{\"values\":[true]}", "values[0]", "expected a number, got a boolean");
+}
+END_TEST
+
+/*
+ * Found by test/fuzz/fuzz_json_pb.c: {"couponRate":"-0E2110201"} parsed to -0.0, rendered as
+ * "-0", which parsed back as +0 (omitted), so a JSON round trip changed the message.
+ */
+START_TEST(test_json_pb_negative_zero_roundtrip)
+{
+    static const char *const in[] = { "{\"scalars\":{\"fDouble\":\"-0E2110201\"}}",
+                                      "{\"scalars\":{\"fDouble\":-0.0}}",
+                                      "{\"scalars\":{\"fFloat\":\"-0\"}}" };
+    for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+        Everything *m = parse(in[i]);
+        char *once = render(m, 0);
+        Everything *again = parse(once);
+        char *twice = render(again, 0);
+        ck_assert_str_eq(twice, once);
+        ck_assert(signbit(i < 2 ? again->scalars->f_double : again->scalars->f_float));
+        free(twice);
+        free(once);
+        free_msg(again);
+        free_msg(m);
+    }
 }
 END_TEST
 
@@ -1084,6 +1108,7 @@ static Suite *json_pb_suite(void)
         { "integer_errors", test_json_pb_integer_errors },
         { "huge_numbers", test_json_pb_huge_numbers },
         { "doubles", test_json_pb_doubles },
+        { "negative_zero_roundtrip", test_json_pb_negative_zero_roundtrip },
         { "bytes", test_json_pb_bytes },
         { "snake_case", test_json_pb_snake_case_accepted },
         { "unknown_fields", test_json_pb_unknown_fields },

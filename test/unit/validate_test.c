@@ -173,6 +173,10 @@ START_TEST(test_validate_decimal_cmp)
         { "123456789012345678", "123456789012345679", -1 },
         { "1.0000000001", "1", 1 },
         { "0010.10", "10.1", 0 },
+        /* Found by test/fuzz/fuzz_validate.c: a zero written "-0.00" (sign 0) is every zero. */
+        { "00", "-0.00", 0 },
+        { "-0", "+0.0", 0 },
+        { "-0.0", "0.01", -1 },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int c = fsr_decimal_cmp(cases[i].a, cases[i].b);

@@ -497,6 +497,21 @@ int fsr_an_attribution(const double *wp, const double *wb, const double *rp, con
                        size_t k, fsr_an_attr_model model, fsr_an_attr_class *classes,
                        fsr_an_attr_total *total);
 
+/*
+ * Carino's logarithmic linking of daily attribution effects over |n| days with portfolio
+ * returns |rp| and benchmark returns |rb| (each > -1): writes the n scale factors
+ * factors[t] = k_t / k into |factors|, where k_t = ln((1 + rp_t) / (1 + rb_t)) / (rp_t - rb_t)
+ * (1 / (1 + rb_t) when they are equal) and k is the same of the cumulative returns
+ * R = prod(1 + rp_t) - 1 and B = prod(1 + rb_t) - 1 (written to *|total_rp| and
+ * *|total_rb|, each may be NULL).  The linked effect is sum_t factors[t] x effect_t; since
+ * the daily effects sum to rp_t - rb_t, the linked ones sum to R - B.  The logarithms are
+ * taken as log1p((a - b) / (1 + b)), accurate when a and b are close.
+ *
+ * Returns 0, or FSR_AN_E_ARG (NULL), _EMPTY (n = 0), _NONFINITE or _RETURN (a return <= -1).
+ */
+int fsr_an_carino_factors(const double *rp, const double *rb, size_t n, double *factors,
+                          double *total_rp, double *total_rb);
+
 /* ---------------------------------------------------------------------------------------
  * Rebalancing
  */
