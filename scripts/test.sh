@@ -3,7 +3,7 @@
 # throwaway PostgreSQL/Redis on free ports: no `make up` needed), then, when CI=true or ASAN=1,
 # the unit and integration suites again under AddressSanitizer+UBSan (build-asan/), then lint.
 # The last line printed is the total over all of it, counted per test case:
-#   N passed, N failed[, N skipped]
+#   N passed, N failed   (skips are reported on stderr, not counted)
 # Exit status is non-zero when anything failed.
 #
 # Environment: CI, ASAN (1 = run the sanitizer pass), MESON_TEST_ARGS (extra `meson test`

@@ -119,6 +119,8 @@ const wk_job_type wk_job_types[] = {
     { "fi.eod_reprice",       wk_fi_eod_reprice,   3,        15000,    0 },
     { "pf.idempotency_cleanup", wk_pf_idempotency_cleanup, 3,  15000,    0 },
     { "pf.calculate",         wk_pf_calculate,     3,        15000,    0 },
+    /* many portfolios: the timeout is capped at WORKER_VISIBILITY_TIMEOUT_MS / 2 */
+    { "pf.snapshot",          wk_pf_snapshot,      5,        600000,   0 },
 };
 /* clang-format on */
 const size_t wk_job_types_count = FSR_ARRAY_SIZE(wk_job_types);

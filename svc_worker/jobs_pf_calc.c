@@ -44,7 +44,8 @@ void wk_pf_calc_thread_dispose(void)
     free(t);
 }
 
-static fsr_channel *portfolio_channel(fsr_loop *loop)
+/* Shared with pf.snapshot (jobs_pf_snapshot.c); ops.h. */
+fsr_channel *wk_pf_channel(fsr_loop *loop)
 {
     if (tls == NULL) {
         tls = fsr_xcalloc(1, sizeof(*tls));
@@ -63,7 +64,7 @@ static fsr_channel *portfolio_channel(fsr_loop *loop)
         snprintf(target, sizeof(target), "%.*s", (int)n, list);
         fsr_channel_opts opts = { .max_message_size = 64u << 20 };
         if (fsr_channel_new(loop, target, &opts, &tls->ch) != 0) {
-            FSR_ERROR("pf.calculate: bad PORTFOLIO_SERVICE_ADDR '%s'", target);
+            FSR_ERROR("portfolio jobs: bad PORTFOLIO_SERVICE_ADDR '%s'", target);
             return NULL;
         }
     }
@@ -156,7 +157,7 @@ void wk_pf_calculate(wk_job *job)
         op->md[n_md++] = (fsr_md){ "x-client-id", op->client_id, strlen(op->client_id) };
         op->md[n_md++] = (fsr_md){ "x-client-role", op->role, strlen(op->role) };
     }
-    fsr_channel *ch = portfolio_channel(wk_job_ctx(job)->loop);
+    fsr_channel *ch = wk_pf_channel(wk_job_ctx(job)->loop);
     if (ch == NULL) {
         wk_job_fail(job, "portfolio service unavailable");
         return;

@@ -78,4 +78,18 @@ void wk_pf_idempotency_cleanup(wk_job *job);
 void wk_pf_calculate(wk_job *job);
 void wk_pf_calc_thread_dispose(void);
 
+/*
+ * The calling thread's channel to the portfolio service (PORTFOLIO_SERVICE_ADDR, the first
+ * of a comma-separated list), opened on first use on |loop| and closed by
+ * wk_pf_calc_thread_dispose(); NULL for a bad address.  Used by pf.calculate and pf.snapshot.
+ */
+struct fsr_channel *wk_pf_channel(fsr_loop *loop);
+
+/*
+ * pf.snapshot (queue portfolio, jobs_pf_snapshot.c): brings every portfolio's stored daily
+ * snapshots (pf_snapshots) up to the day before the run date by calling the portfolio
+ * service's GetPerformance for each, a few at a time.  Scheduled daily (scheduler.c).
+ */
+void wk_pf_snapshot(wk_job *job);
+
 #endif /* WK_OPS_H */

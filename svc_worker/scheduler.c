@@ -82,6 +82,7 @@ typedef struct sched_def {
 static const sched_def sched_builtin[] = {
     /* queue           name                      type                      when */
     { "fixed_income", "fi.eod_reprice",          "fi.eod_reprice",          "22:00 UTC" },
+    { "portfolio",    "pf.snapshot",             "pf.snapshot",             "01:00 UTC" },
     { "portfolio",    "pf.idempotency_cleanup",  "pf.idempotency_cleanup",  "03:00 UTC" },
 };
 /* clang-format on */

@@ -172,6 +172,21 @@ static long long redis_exists(const char *key)
     return v;
 }
 
+/*
+ * GetQuote writes the cache after answering (fire and forget), so a test that looks for the
+ * entry right after the answer waits a little for it: up to 2 s, then EXISTS as it is.
+ */
+static long long redis_wait_exists(const char *key)
+{
+    for (int i = 0; i < 200; i++) {
+        if (redis_exists(key) == 1)
+            return 1;
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    return redis_exists(key);
+}
+
 /* ---- UpsertPrices / ListPrices ------------------------------------------------------ */
 
 START_TEST(test_upsert_10000_bars_then_list)
@@ -337,7 +352,7 @@ START_TEST(test_quote_cache_and_price_updated)
     ck_assert_double_eq_tol(q->change,
                             strtod(b.bar[2].close, NULL) / strtod(b.bar[1].close, NULL) - 1, 1e-12);
     rpc_dispose(&r);
-    ck_assert_int_eq(redis_exists(key), 1);
+    ck_assert_int_eq(redis_wait_exists(key), 1);
 
     /* Served from the cache: a doctored cache entry is what comes back. */
     Equity__V1__Quote fake = EQUITY__V1__QUOTE__INIT;
@@ -1010,7 +1025,7 @@ START_TEST(test_update_equity)
     rpc_dispose(&r);
     char key[128];
     snprintf(key, sizeof(key), "eq:quote:%s", id);
-    ck_assert_int_eq(redis_exists(key), 1);
+    ck_assert_int_eq(redis_wait_exists(key), 1);
     char newsym[32];
     snprintf(newsym, sizeof(newsym), "MD%XUZ", (unsigned)getpid());
     s.value = newsym;
@@ -1070,7 +1085,7 @@ START_TEST(test_delete_equity_held_then_free)
     rpc_dispose(&r);
     char key[128];
     snprintf(key, sizeof(key), "eq:quote:%s", id);
-    ck_assert_int_eq(redis_exists(key), 1);
+    ck_assert_int_eq(redis_wait_exists(key), 1);
 
     /* Held in one portfolio (a constituent row, whatever its quantity): refused. */
     char sql[512];
@@ -1218,7 +1233,7 @@ START_TEST(test_quote_cache_race)
     rpc_dispose(&r);
     /* 4. Without a write in between, the (delayed) cache write does happen. */
     sleep_ms(RACE_DELAY_MS + 700);
-    ck_assert_int_eq(redis_exists(key), 1);
+    ck_assert_int_eq(redis_wait_exists(key), 1);
     r = call(g_eq_race.port, EQUITY_V1_PATH("GetQuote"), &gq, &equity__v1__quote__descriptor, NULL);
     expect_code(&r, FSR_OK, "GetQuote cached");
     ck_assert_str_eq(((Equity__V1__Quote *)r.resp)->close, c.bar[0].close);
