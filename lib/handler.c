@@ -2,8 +2,11 @@
 /* Handler helpers shared by the services (fsr/handler.h). */
 #include "fsr/handler.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "fsr/metadata.h"
 #include "fsr/validate.h"
 
 int fsr_check_text(fsr_call *call, const char *field, const char *v, bool required, size_t max,
@@ -113,4 +116,15 @@ fsr_code fsr_authorize_client_reads(const fsr_call *call, const char *const *ope
     }
     *message = "the caller's role may not change data (role admin or data required)";
     return FSR_PERMISSION_DENIED;
+}
+
+void fsr_call_fail_dependency(fsr_call *call, const char *dependency, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fsr_call_add_trailer(call, FSR_MD_DEPENDENCY_UNAVAILABLE, dependency, strlen(dependency));
+    fsr_call_fail(call, FSR_UNAVAILABLE, "%s", msg);
 }

@@ -611,7 +611,8 @@ static fsr_channel *portfolio_channel(fsr_loop *loop)
 
 static void fail_no_portfolio(fsr_call *call)
 {
-    fsr_call_fail(call, FSR_UNAVAILABLE, "portfolio service unavailable, cannot check holdings");
+    fsr_call_fail_dependency(call, "portfolio",
+                             "portfolio service unavailable, cannot check holdings");
 }
 
 typedef struct delete_op {

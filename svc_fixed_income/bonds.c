@@ -761,12 +761,10 @@ typedef struct delete_op {
  */
 static void fail_no_portfolio(fsr_call *call, const char *id)
 {
-    static const char dep[] = "portfolio";
-    fsr_call_add_trailer(call, FSR_MD_DEPENDENCY_UNAVAILABLE, dep, sizeof(dep) - 1);
-    fsr_call_fail(call, FSR_UNAVAILABLE,
-                  "portfolio service unavailable: cannot tell whether a portfolio holds bond "
-                  "%s, so nothing was deleted",
-                  id);
+    fsr_call_fail_dependency(call, "portfolio",
+                             "portfolio service unavailable: cannot tell whether a portfolio "
+                             "holds bond %s, so nothing was deleted",
+                             id);
 }
 
 static void on_delete_invalidated(const redisReply *reply, int status, void *arg)

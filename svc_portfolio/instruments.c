@@ -27,8 +27,7 @@
 static void fail_unavailable(fsr_call *call, const char *service)
 {
     const char *dep = strcmp(service, "equity") == 0 ? "equity" : "fixed_income";
-    fsr_call_add_trailer(call, FSR_MD_DEPENDENCY_UNAVAILABLE, dep, strlen(dep));
-    fsr_call_fail(call, FSR_UNAVAILABLE, "%s service unavailable", service);
+    fsr_call_fail_dependency(call, dep, "%s service unavailable", service);
 }
 
 typedef struct check_op {

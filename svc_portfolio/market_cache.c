@@ -396,12 +396,11 @@ static void fail_unavailable(fetch_op *op)
     const char *dep = which[0] && which[1] ? "equity,fixed_income"
                       : which[1]           ? "fixed_income"
                                            : "equity";
-    fsr_call_add_trailer(op->call, FSR_MD_DEPENDENCY_UNAVAILABLE, dep, strlen(dep));
     if (which[0] && which[1])
-        fsr_call_fail(op->call, FSR_UNAVAILABLE,
-                      "equity service and fixed income service unavailable");
+        fsr_call_fail_dependency(op->call, dep,
+                                 "equity service and fixed income service unavailable");
     else
-        fsr_call_fail(op->call, FSR_UNAVAILABLE, "%s unavailable", service_name[which[1]]);
+        fsr_call_fail_dependency(op->call, dep, "%s unavailable", service_name[which[1]]);
     finish(op, false);
 }
 

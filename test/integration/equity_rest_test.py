@@ -187,6 +187,20 @@ def main():
              'a bar with %s -> 400 naming the field' % what, r)
     T.ok(stack.psql('SELECT count(*) FROM price_bars', 'equity') == before,
          'nothing partial stored after the refused bars')
+
+    # DeleteEquity cannot check holdings without the portfolio service: 503 naming it (the
+    # dependency trailer), nothing deleted, and the gateway does not take equity for down.
+    # (The admin key was looked up moments ago: the gateway's cache still answers for it.)
+    n0 = stack.psql('SELECT count(*) FROM equities', 'equity')
+    s.stop('portfolio')
+    r = s.req('DELETE', '/equities/' + aaa)
+    T.ok(r.status == 503 and stack.is_error_body(r, 14)
+         and r.json['message'].startswith('portfolio service unavailable')
+         and stack.psql('SELECT count(*) FROM equities', 'equity') == n0,
+         'DELETE /equities/{id} with the portfolio service down -> 503 naming it, nothing '
+         'deleted', r)
+    r = s.req('GET', '/equities/' + aaa)
+    T.ok(r.status == 200, 'the equity service is not taken for down by the gateway', r)
     return T.done()
 
 

@@ -37,6 +37,15 @@ char *fsr_pg_col_dup(fsr_call *call, const fsr_pg_result *res, int row, int col)
 Google__Protobuf__Timestamp *fsr_timestamp_from_pg(fsr_call *call, const char *text);
 
 /*
+ * Finishes |call| with UNAVAILABLE because a service it depends on (|dependency|, e.g.
+ * "portfolio" or "equity,fixed_income") could not answer, with the trailer that tells the
+ * gateway this service itself is up and its message is the answer (fsr/metadata.h:
+ * FSR_MD_DEPENDENCY_UNAVAILABLE).  |fmt| is the message, printf-style.
+ */
+void fsr_call_fail_dependency(fsr_call *call, const char *dependency, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
  * Who is calling, from the metadata the gateway sets after authenticating an API key:
  * x-client-id (UUID) and x-client-role ("admin", "data" or "client").  A call without
  * x-client-id comes from inside the deployment (another service, an operator's gRPC
